@@ -1,0 +1,43 @@
+"""One exception hierarchy, with messages a data engineer can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CdpError(Exception):
+    """Base class of every error the platform raises on purpose."""
+
+
+@dataclass(frozen=True)
+class WorkspaceProblem:
+    """One problem found in a workspace: the file, the key inside it and what is wrong."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        return f"{where}: {self.message}"
+
+
+class WorkspaceError(CdpError):
+    """The workspace configuration is invalid; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[WorkspaceProblem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"workspace has {len(problems)} problem(s):\n{lines}")
+
+
+class BatchRejectedError(CdpError):
+    """A landed batch rejected more records than the configured threshold allows."""
+
+
+class DataQualityError(CdpError):
+    """A Great Expectations check failed; the run must not go on to the next step."""
+
+
+class LandingError(CdpError):
+    """Landed files could not be listed or read."""

@@ -1,0 +1,203 @@
+"""The lake: where each Delta table lives and what it holds.
+
+Every table the platform writes is declared here once: its location under the lake, its Spark
+schema (for tables whose columns do not depend on the workspace), its keys, partitioning and the
+step that writes it. The data dictionary (docs/data_dictionary.md) is generated from these
+declarations (``cdp docs``) and a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from pyspark.sql import types as T
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table of the lake."""
+
+    name: str
+    path: str  # relative to the lake root; {dataset} is replaced per dataset
+    description: str
+    written_by: str
+    write_mode: str
+    keys: list[str]
+    partition_by: list[str] = field(default_factory=list)
+    schema: T.StructType | None = None  # None: columns come from the workspace (described in `columns`)
+    columns: str = ""
+
+
+REASON = T.StructType([
+    T.StructField("code", T.StringType(), False),
+    T.StructField("field", T.StringType(), True),
+    T.StructField("message", T.StringType(), False),
+])
+
+QUARANTINE = TableSpec(
+    name="quarantine",
+    path="quarantine",
+    description="Every rejected input record (or whole unreadable file) with all the reasons that apply.",
+    written_by="validate",
+    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere)",
+    keys=["dataset", "batch_date", "source_file", "row_number"],
+    partition_by=["dataset"],
+    schema=T.StructType([
+        T.StructField("dataset", T.StringType(), False),
+        T.StructField("batch_date", T.DateType(), False),
+        T.StructField("source_file", T.StringType(), False),
+        T.StructField("row_number", T.LongType(), True),
+        T.StructField("raw", T.StringType(), True),
+        T.StructField("reasons", T.ArrayType(REASON, False), False),
+    ]),
+)
+
+BATCH_LEDGER = TableSpec(
+    name="batch_ledger",
+    path="batch_ledger",
+    description="One row per landed file and run: rows read = rows valid + rows quarantined.",
+    written_by="validate",
+    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere)",
+    keys=["dataset", "batch_date", "source_file"],
+    partition_by=["dataset"],
+    schema=T.StructType([
+        T.StructField("dataset", T.StringType(), False),
+        T.StructField("batch_date", T.DateType(), False),
+        T.StructField("source_file", T.StringType(), False),
+        T.StructField("rows_read", T.LongType(), False),
+        T.StructField("rows_valid", T.LongType(), False),
+        T.StructField("rows_quarantined", T.LongType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), True),
+    ]),
+)
+
+STAGING = TableSpec(
+    name="staging/<dataset>",
+    path="staging/{dataset}",
+    description="Validated rows of one dataset, typed by its schema, waiting for ingestion.",
+    written_by="validate",
+    write_mode="overwrite of the _batch_date partition (replaceWhere)",
+    keys=["_batch_date", "_source_file", "_row_number"],
+    partition_by=["_batch_date"],
+    columns="the schema's declared fields, then _source_file, _row_number, _batch_date, _record_ts",
+)
+
+DATASET = TableSpec(
+    name="datasets/<dataset>",
+    path="datasets/{dataset}",
+    description=("Ingested records of one dataset. Profile records: one row per primary identity, the newest "
+                 "by _record_ts. Events: one row per event id."),
+    written_by="ingest",
+    write_mode="MERGE (profiles: upsert on the primary identity when the incoming _record_ts is not older; "
+               "events: insert when the event id is new)",
+    keys=["primary identity field (profiles) or id_field (events)"],
+    columns="as staging/<dataset>",
+)
+
+IDENTITY_MAP = TableSpec(
+    name="identity_map",
+    path="identity_map",
+    description="Which profile each identity belongs to, as resolved for a run date.",
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "namespace", "value"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("namespace", T.StringType(), False),
+        T.StructField("value", T.StringType(), False),
+        T.StructField("node_id", T.LongType(), False),
+        T.StructField("profile_id", T.StringType(), False),
+        T.StructField("first_seen", T.DateType(), False),
+        T.StructField("last_seen", T.DateType(), False),
+    ]),
+)
+
+PROFILES = TableSpec(
+    name="profiles",
+    path="profiles",
+    description="One row per profile and run date: merged attributes and the identity map.",
+    written_by="build_profiles",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "profile_id"],
+    partition_by=["run_date"],
+    columns=("run_date, profile_id, identities (map namespace -> sorted values), identity_count, "
+             "then one column per profile attribute (the fields of the profile datasets' schemas)"),
+)
+
+AUDIENCE_MEMBERSHIP = TableSpec(
+    name="audience_membership",
+    path="audience_membership",
+    description=("Membership per run date, audience and profile: realized (entered this run), existing "
+                 "(still qualifies), exited (left; kept while younger than the retention)."),
+    written_by="evaluate_audiences",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "audience_id", "profile_id"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("audience_id", T.StringType(), False),
+        T.StructField("profile_id", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("last_qualification_time", T.TimestampType(), False),
+        T.StructField("status_since", T.DateType(), False),
+    ]),
+)
+
+EXPORT_LOG = TableSpec(
+    name="export_log",
+    path="export_log",
+    description="Every file a destination wrote: where, how many rows and bytes.",
+    written_by="export",
+    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
+    keys=["destination", "run_date", "audience_id"],
+    partition_by=["destination"],
+    schema=T.StructType([
+        T.StructField("destination", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("audience_id", T.StringType(), False),
+        T.StructField("location", T.StringType(), False),
+        T.StructField("rows", T.LongType(), False),
+        T.StructField("bytes", T.LongType(), False),
+    ]),
+)
+
+RUN_METRICS = TableSpec(
+    name="run_metrics",
+    path="run_metrics",
+    description="Counts each step reports for a run date (records read, profiles, audience sizes, ...).",
+    written_by="every step",
+    write_mode="overwrite of the (run_date, step, scope) slice (replaceWhere)",
+    keys=["run_date", "step", "scope", "metric"],
+    partition_by=["step", "scope"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("step", T.StringType(), False),
+        T.StructField("scope", T.StringType(), False),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("value", T.LongType(), False),
+    ]),
+)
+
+ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, PROFILES, AUDIENCE_MEMBERSHIP,
+              EXPORT_LOG, RUN_METRICS]
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths of the tables under one lake root (a folder or a URL such as s3a://bucket/lake)."""
+
+    root: str
+
+    def path(self, table: TableSpec, dataset: str | None = None) -> str:
+        rel = table.path.format(dataset=dataset) if dataset is not None else table.path
+        if "{" in rel:
+            raise ValueError(f"table {table.name} needs a dataset name")
+        return f"{self.root.rstrip('/')}/{rel}"
+
+
+def date_literal(day: dt.date) -> str:
+    """A date as a SQL literal for replaceWhere predicates."""
+    return f"DATE'{day.isoformat()}'"

@@ -1,0 +1,292 @@
+"""Typed models of a workspace: the YAML files a data engineer writes.
+
+Every model forbids unknown keys, so a typo (``profile_enabeld``) is an error that names the
+file and the key instead of a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FieldType = Literal[
+    "string", "integer", "long", "double", "decimal", "boolean", "date", "timestamp", "object", "array", "map"
+]
+StringFormat = Literal["email", "phone", "uri"]
+NamespaceType = Literal["cookie", "device", "email", "phone", "person"]
+SchemaClass = Literal["profile", "event"]
+FileFormat = Literal["jsonl", "csv", "parquet"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class IdentityDescriptor(Strict):
+    """Marks a field as an identity in a namespace; at most one field of a schema is primary."""
+
+    namespace: str
+    primary: bool = False
+
+
+class FieldSpec(Strict):
+    """One declared field of a schema."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: FieldType
+    required: bool = False
+    description: str = ""
+    enum: list[str] | None = None
+    format: StringFormat | None = None
+    identity: IdentityDescriptor | None = None
+    labels: list[str] = Field(default_factory=list)
+    # decimal(precision, scale)
+    precision: int = Field(default=18, ge=1, le=38)
+    scale: int = Field(default=2, ge=0, le=38)
+    # object: nested fields; array: element; map: value (keys are strings)
+    fields: list[FieldSpec] | None = None
+    items: FieldSpec | None = None
+    values: FieldSpec | None = None
+
+    @model_validator(mode="after")
+    def _nested_shape(self) -> FieldSpec:
+        if self.type == "object" and not self.fields:
+            raise ValueError("an object field needs 'fields'")
+        if self.type == "array" and self.items is None:
+            raise ValueError("an array field needs 'items'")
+        if self.type == "map" and self.values is None:
+            raise ValueError("a map field needs 'values'")
+        if self.format is not None and self.type != "string":
+            raise ValueError(f"'format' applies to string fields, not {self.type}")
+        if self.identity is not None and self.type != "string":
+            raise ValueError("an identity field must be of type string")
+        return self
+
+
+class SchemaSpec(Strict):
+    """A declared schema: profile records (upserted) or experience events (append-only)."""
+
+    name: str
+    class_: SchemaClass = Field(alias="class")
+    description: str = ""
+    fields: list[FieldSpec]
+    # events: the field holding the event's unique id, its time and its type
+    id_field: str | None = None
+    timestamp_field: str | None = None
+    event_type_field: str | None = None
+
+    @property
+    def primary_identity(self) -> FieldSpec | None:
+        return next((f for f in self.fields if f.identity and f.identity.primary), None)
+
+    @property
+    def identity_fields(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.identity is not None]
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+class Namespace(Strict):
+    """An identity namespace; higher priority ranks first (person ids above devices above cookies)."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: NamespaceType
+    priority: int = 0
+    unique: bool = False
+    description: str = ""
+
+
+class NamespacesFile(Strict):
+    namespaces: list[Namespace]
+
+
+class Source(Strict):
+    """Where a dataset's files land. ``path`` is relative to the landing root; ``{date}`` is the run date."""
+
+    type: Literal["local", "s3"] = "local"
+    path: str
+
+
+class CsvOptions(Strict):
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = "\\"
+    header: bool = True
+
+
+class DatasetSpec(Strict):
+    """A table bound to one schema, fed by files that land daily."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    schema_: str = Field(alias="schema")
+    format: FileFormat
+    source: Source
+    profile_enabled: bool = True
+    identity_enabled: bool = True
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    description: str = ""
+
+
+class Guardrails(Strict):
+    """Limits from the product reference, as defaults the workspace may change."""
+
+    max_rejected_share: float = Field(default=0.10, ge=0.0, le=1.0)
+    max_identities_per_record: int = 20
+    max_identity_length: int = 1024
+    blocked_identity_values: list[str] = Field(default_factory=lambda: ["null", "anonymous", "invalid", ""])
+    max_event_bytes: int = 10 * 1024
+    max_profile_record_bytes: int = 100 * 1024
+    max_future_skew_minutes: int = 60
+    max_identities_per_graph: int = 50
+
+
+class WorkspaceFile(Strict):
+    """``workspace.yaml``: the workspace's name and defaults."""
+
+    name: str
+    description: str = ""
+    merge_policy: Literal["timestamp_ordered", "dataset_precedence"] = "timestamp_ordered"
+    dataset_precedence: list[str] = Field(default_factory=list)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+
+# ---------------------------------------------------------------- audiences
+
+ComparisonOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists", "missing", "between",
+                       "starts_with", "ends_with", "contains", "regex"]
+
+
+class AttributeCondition(Strict):
+    """A condition on a merged profile attribute."""
+
+    attribute: str
+    op: ComparisonOp
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> AttributeCondition:
+        if self.op in ("exists", "missing"):
+            if self.value is not None:
+                raise ValueError(f"operator '{self.op}' takes no value")
+        elif self.op in ("in", "not_in"):
+            if not isinstance(self.value, list) or not self.value:
+                raise ValueError(f"operator '{self.op}' needs a non-empty list as value")
+        elif self.op == "between":
+            if not isinstance(self.value, list) or len(self.value) != 2:
+                raise ValueError("operator 'between' needs a list of two values [low, high]")
+        elif self.value is None or isinstance(self.value, list | dict):
+            raise ValueError(f"operator '{self.op}' needs a single value")
+        return self
+
+
+class Window(Strict):
+    """A time window relative to the run date: the last N days (the run date included)."""
+
+    last_days: int = Field(ge=1)
+
+
+class EventCondition(Strict):
+    """At least / at most / exactly N events of a type within a window."""
+
+    event_type: str = Field(alias="type")
+    dataset: str | None = None
+    at_least: int | None = Field(default=None, ge=0)
+    at_most: int | None = Field(default=None, ge=0)
+    exactly: int | None = Field(default=None, ge=0)
+    within: Window
+
+    @model_validator(mode="after")
+    def _one_count(self) -> EventCondition:
+        given = [x for x in (self.at_least, self.at_most, self.exactly) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of at_least, at_most, exactly")
+        return self
+
+
+class Rule(Strict):
+    """A node of an audience rule: exactly one of the keys below."""
+
+    all: list[Rule] | None = None
+    any: list[Rule] | None = None
+    not_: Rule | None = Field(default=None, alias="not")
+    attribute: str | None = None
+    op: ComparisonOp | None = None
+    value: Any = None
+    events: EventCondition | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Rule:
+        kinds = [k for k, v in (("all", self.all), ("any", self.any), ("not", self.not_),
+                                ("attribute", self.attribute), ("events", self.events)) if v is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a rule needs exactly one of all, any, not, attribute, events (got {kinds or 'none'})")
+        if self.attribute is not None:
+            if self.op is None:
+                raise ValueError("an attribute rule needs 'op'")
+            AttributeCondition(attribute=self.attribute, op=self.op, value=self.value)
+        elif self.op is not None or self.value is not None:
+            raise ValueError("'op' and 'value' belong to an attribute rule")
+        for name, children in (("all", self.all), ("any", self.any)):
+            if children is not None and not children:
+                raise ValueError(f"'{name}' needs at least one rule")
+        return self
+
+    @property
+    def attribute_condition(self) -> AttributeCondition | None:
+        if self.attribute is None or self.op is None:
+            return None
+        return AttributeCondition(attribute=self.attribute, op=self.op, value=self.value)
+
+
+class AudienceSpec(Strict):
+    """An audience (segment): an id that never changes, a display name and a rule."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    description: str = ""
+    rule: Rule
+
+
+# ---------------------------------------------------------------- destinations
+
+
+class MappedField(Strict):
+    """One exported column: a profile attribute or an identity namespace, under a header name."""
+
+    source: str = Field(description="attribute name, or identity:<namespace>")
+    name: str | None = None
+
+    @property
+    def header(self) -> str:
+        return (self.name or self.source.removeprefix("identity:")).replace(".", "_")
+
+    @property
+    def namespace(self) -> str | None:
+        return self.source.removeprefix("identity:") if self.source.startswith("identity:") else None
+
+
+class LocalFileDestination(Strict):
+    """Files written to a folder (a landing zone other systems pick up from)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: Literal["local"]
+    path: str = Field(description="folder, relative to the exports root unless absolute")
+    format: Literal["csv"] = "csv"
+    audiences: list[str]
+    mapping: list[MappedField]
+    file_name: str = "{destination}_{audience_id}_{date}"
+    include_membership_status: bool = True
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+
+    @model_validator(mode="after")
+    def _template(self) -> LocalFileDestination:
+        for must in ("{destination}", "{audience_id}"):
+            if must not in self.file_name:
+                raise ValueError(f"file_name must contain {must}")
+        return self
+
+
+# Later destination kinds (S3, SFTP, Kafka, ...) join this as a union discriminated on ``type``.
+DestinationSpec = LocalFileDestination
