@@ -181,8 +181,27 @@ RUN_METRICS = TableSpec(
     ]),
 )
 
+QUALITY_RESULTS = TableSpec(
+    name="quality_results",
+    path="quality_results",
+    description="Outcome of every Great Expectations expectation run between the steps.",
+    written_by="check_<stage>",
+    write_mode="overwrite of the (run_date, stage) slice (replaceWhere)",
+    keys=["run_date", "stage", "suite", "expectation", "kwargs"],
+    partition_by=["stage"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("stage", T.StringType(), False),
+        T.StructField("suite", T.StringType(), False),
+        T.StructField("expectation", T.StringType(), False),
+        T.StructField("kwargs", T.StringType(), False),
+        T.StructField("success", T.BooleanType(), False),
+        T.StructField("observed", T.StringType(), True),
+    ]),
+)
+
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, PROFILES, AUDIENCE_MEMBERSHIP,
-              EXPORT_LOG, RUN_METRICS]
+              EXPORT_LOG, RUN_METRICS, QUALITY_RESULTS]
 
 
 @dataclass(frozen=True)

@@ -275,16 +275,16 @@ def _check_schema(ws: Workspace, schema: SchemaSpec) -> list[WorkspaceProblem]:
             if name is None:
                 problems.append(WorkspaceProblem(rel, key, "is required for an event schema"))
                 continue
-            f = schema.field(name)
-            if f is None:
+            declared = schema.field(name)
+            if declared is None:
                 problems.append(WorkspaceProblem(rel, key, f"field '{name}' is not declared"))
-            elif f.type not in types:
+            elif declared.type not in types:
                 problems.append(WorkspaceProblem(rel, key, f"field '{name}' must be {' or '.join(types)}"))
-            elif not f.required:
+            elif not declared.required:
                 problems.append(WorkspaceProblem(rel, f"fields.{name}.required", "must be true"))
     if schema.class_ == "profile" and schema.timestamp_field is not None:
-        f = schema.field(schema.timestamp_field)
-        if f is None or f.type not in ("timestamp", "date"):
+        ts_field = schema.field(schema.timestamp_field)
+        if ts_field is None or ts_field.type not in ("timestamp", "date"):
             problems.append(WorkspaceProblem(rel, "timestamp_field",
                                              f"'{schema.timestamp_field}' must be a declared timestamp or date field"))
     return problems

@@ -1,0 +1,46 @@
+# One entry point for the tools. Every target sets itself up first (idempotent, see scripts/setup.sh).
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+
+export PATH := $(VENV)/bin:$(PATH)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+# Spark master for the jobs: local[*] here; point this connection at a cluster in production.
+export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
+export CDP_WORKSPACE ?= $(CURDIR)/examples/retail
+export CDP_LAKE ?= $(CURDIR)/data/lake
+export CDP_LANDING ?= $(CURDIR)/data/landing
+export CDP_EXPORTS ?= $(CURDIR)/data/exports
+
+.PHONY: setup demo test lint airflow bench docs clean lock
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup lint
+	python -m pytest tests
+
+lint: setup
+	ruff check .
+	mypy
+	cdp docs --check
+
+airflow: setup
+	airflow standalone
+
+docs: setup
+	cdp docs
+
+lock:
+	python3.11 -m venv /tmp/cdp-lock && /tmp/cdp-lock/bin/pip install -q -r requirements.in && \
+	  (echo "# Generated from requirements.in: pip install -r requirements.in && pip freeze (make lock)"; \
+	   /tmp/cdp-lock/bin/pip freeze) > requirements.txt
+
+clean:
+	rm -rf data .airflow/logs

@@ -1,0 +1,65 @@
+"""The run report: what one daily run did, from the run_metrics and export_log tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from cdp.delta_io import read_table
+from cdp.lake import EXPORT_LOG, RUN_METRICS, Lake
+
+
+def collect_report(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[str, object]:
+    """Gather the run's counts as a plain dict (step -> scope -> metric -> value) plus the exported files."""
+    metrics: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    rows = read_table(spark, lake.path(RUN_METRICS), RUN_METRICS.schema).where(
+        F.col("run_date") == F.lit(run_date)).collect()
+    for row in rows:
+        metrics[row["step"]][row["scope"]][row["metric"]] = int(row["value"])
+    files = [row.asDict() for row in read_table(spark, lake.path(EXPORT_LOG), EXPORT_LOG.schema).where(
+        F.col("run_date") == F.lit(run_date)).orderBy("destination", "audience_id").collect()]
+    return {"run_date": run_date.isoformat(), "metrics": {k: dict(v) for k, v in metrics.items()}, "files": files}
+
+
+def format_report(report: dict[str, object]) -> str:
+    """A short human summary of the run."""
+    metrics = report["metrics"]
+    assert isinstance(metrics, dict)
+    files = report["files"]
+    assert isinstance(files, list)
+    lines = [f"Daily activation for {report['run_date']}", ""]
+    validate, ingest = metrics.get("validate", {}), metrics.get("ingest", {})
+    if validate:
+        lines.append(f"{'dataset':<20}{'read':>10}{'quarantined':>13}{'valid':>10}{'inserted':>10}{'updated':>10}")
+        for dataset in sorted(validate):
+            v, i = validate[dataset], ingest.get(dataset, {})
+            lines.append(f"{dataset:<20}{v.get('rows_read', 0):>10}{v.get('rows_quarantined', 0):>13}"
+                         f"{v.get('rows_valid', 0):>10}{i.get('rows_inserted', 0):>10}{i.get('rows_updated', 0):>10}")
+        lines.append("")
+    resolve = metrics.get("resolve_identities", {}).get("all", {})
+    if resolve:
+        lines.append(f"identities {resolve.get('identities', 0)}, links {resolve.get('links', 0)}, "
+                     f"profiles {resolve.get('profiles', 0)} "
+                     f"(largest holds {resolve.get('max_identities_per_profile', 0)} identities)")
+    built = metrics.get("build_profiles", {}).get("all", {})
+    if built:
+        lines.append(f"profiles built {built.get('profiles', 0)}, "
+                     f"with attributes {built.get('profiles_with_attributes', 0)}")
+    audiences = metrics.get("evaluate_audiences", {}).get("all", {})
+    ids = sorted({name.split(".")[0] for name in audiences if "." in name})
+    if ids:
+        lines += ["", f"{'audience':<24}{'size':>8}{'realized':>10}{'existing':>10}{'exited':>8}"]
+        for audience_id in ids:
+            lines.append(f"{audience_id:<24}{audiences.get(f'{audience_id}.size', 0):>8}"
+                         f"{audiences.get(f'{audience_id}.realized', 0):>10}"
+                         f"{audiences.get(f'{audience_id}.existing', 0):>10}"
+                         f"{audiences.get(f'{audience_id}.exited', 0):>8}")
+    if files:
+        lines += ["", "files exported:"]
+        for f in files:
+            lines.append(f"  {f['destination']}/{f['audience_id']}: {f['rows']} rows, {f['bytes']} bytes -> "
+                         f"{f['location']}")
+    return "\n".join(lines)

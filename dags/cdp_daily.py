@@ -1,0 +1,105 @@
+"""The daily activation: landed files in, audiences out. See ``doc_md`` below."""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.sdk import DAG, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from cdp_provider.operators.spark_job import CdpSparkJobOperator
+
+DOC = """
+# cdp_daily — the daily activation
+
+One run per day processes **one day of landed files**: the run's *data interval start*
+(`{{ ds }}`) is the **run date**, the partition key of every write. The schedule is a
+`CronDataIntervalTimetable` at 00:00 UTC: the run for 2026-11-27 starts once that day is over
+(2026-11-28 00:00 UTC) and reads `landing/<dataset>/2026-11-27/`. A manual trigger processes the
+last complete day; a backfill (`airflow backfill create --dag-id cdp_daily --from-date ... --to-date ...`)
+re-runs past days, and every task replaces exactly its day's slice, so re-running is safe.
+
+| step | task | what it does |
+|---|---|---|
+| 1 | `load_workspace` | loads and checks the workspace YAML; lists the datasets |
+| 2 | `validate` (one per dataset) | checks landed files against the schema; bad records to `quarantine` |
+| 3 | `ingest` (one per dataset) | MERGE into the dataset tables (profiles upserted, events deduplicated) |
+| 4 | `check_ingest` | Great Expectations: ledger reconciles, keys not null and unique |
+| 5 | `resolve_identities` → `check_identities` | identity graph, connected components, profile ids |
+| 6 | `build_profiles` → `check_profiles` | merged profile attributes and identity maps |
+| 7 | `evaluate_audiences` → `check_audiences` | membership: realized / existing / exited |
+| 8 | `export` (one per destination) | files for each destination |
+| 9 | `report` | a summary of the run in the task log |
+
+Workspace, lake, landing and exports come from `CDP_WORKSPACE`, `CDP_LAKE`, `CDP_LANDING`,
+`CDP_EXPORTS` on the worker; Spark's master from the `spark_default` connection.
+"""
+
+# Runs depend on the previous day's memberships (realized / existing / exited), so days run in order.
+default_args = {
+    "owner": "cdp",
+    "retries": int(os.environ.get("CDP_TASK_RETRIES", "2")),
+    "retry_delay": pendulum.duration(minutes=2),
+}
+
+with DAG(
+    dag_id="cdp_daily",
+    description="Validate, ingest, resolve identities, build profiles, evaluate audiences, export",
+    doc_md=DOC,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["cdp", "daily", "activation"],
+) as dag:
+
+    @task
+    def load_workspace() -> list[str]:
+        """Load and check the workspace (failing with every problem listed); return its datasets."""
+        from cdp.settings import Settings
+        from cdp.workspace.loader import load_workspace as load
+
+        return sorted(load(Settings.from_env().workspace).datasets)
+
+    @task
+    def list_destinations() -> list[str]:
+        """The workspace's destinations, one export task each."""
+        from cdp.settings import Settings
+        from cdp.workspace.loader import load_workspace as load
+
+        return sorted(load(Settings.from_env().workspace).destinations)
+
+    datasets = load_workspace()
+
+    validate = CdpSparkJobOperator.partial(
+        task_id="validate", job="validate", map_index_template="{{ task.dataset }}"
+    ).expand(dataset=datasets)
+    ingest = CdpSparkJobOperator.partial(
+        task_id="ingest", job="ingest", map_index_template="{{ task.dataset }}"
+    ).expand(dataset=datasets)
+
+    def check(stage: str) -> CdpSparkJobOperator:
+        return CdpSparkJobOperator(task_id=f"check_{stage}", job="check_quality", extra_args=["--stage", stage])
+
+    resolve = CdpSparkJobOperator(task_id="resolve_identities", job="resolve_identities")
+    profiles = CdpSparkJobOperator(task_id="build_profiles", job="build_profiles")
+    audiences = CdpSparkJobOperator(task_id="evaluate_audiences", job="evaluate_audiences")
+    export = CdpSparkJobOperator.partial(
+        task_id="export", job="export", map_index_template="{{ task.destination }}"
+    ).expand(destination=list_destinations())
+    report = CdpSparkJobOperator(task_id="report", job="report")
+
+    (
+        validate
+        >> ingest
+        >> check("ingest")
+        >> resolve
+        >> check("identities")
+        >> profiles
+        >> check("profiles")
+        >> audiences
+        >> check("audiences")
+        >> export
+        >> report
+    )

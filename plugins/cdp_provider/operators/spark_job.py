@@ -1,0 +1,65 @@
+"""Submit one of the platform's Spark jobs (``jobs/<job>.py``) with the Spark provider.
+
+Everything that depends on the machine (the Delta jars, the workspace and lake locations from the
+environment) is resolved in :meth:`execute`, on the worker, never when the DAG file is parsed. The
+master comes from the Airflow connection (``spark_default``: ``local[*]`` here, a cluster URL in
+production), so the same DAG runs unchanged on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from cdp.settings import JOBS_DIR, Settings
+from cdp.spark_conf import delta_jars, submit_conf
+
+
+class CdpSparkJobOperator(SparkSubmitOperator):
+    """Run ``jobs/<job>.py`` for the DAG run's date (its data interval start).
+
+    :param job: the job module name in ``jobs/`` (validate, ingest, ...).
+    :param dataset: passed as ``--dataset`` (per-dataset jobs; may be mapped).
+    :param destination: passed as ``--destination`` (export; may be mapped).
+    :param extra_args: further job arguments (e.g. ``["--stage", "ingest"]``).
+    """
+
+    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "run_date", "dataset", "destination")
+
+    def __init__(
+        self,
+        *,
+        job: str,
+        dataset: str | None = None,
+        destination: str | None = None,
+        extra_args: list[str] | None = None,
+        run_date: str = "{{ data_interval_start | ds }}",
+        conn_id: str = "spark_default",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("name", f"cdp-{job}")
+        super().__init__(application=str(JOBS_DIR / f"{job}.py"), conn_id=conn_id, **kwargs)
+        self.job = job
+        self.dataset = dataset
+        self.destination = destination
+        self.extra_args = list(extra_args or [])
+        self.run_date = run_date
+
+    def job_arguments(self, run_id: str) -> list[str]:
+        """The command-line arguments of the job (settings are read from the worker's environment)."""
+        args = ["--run-date", self.run_date, "--run-id", run_id, *Settings.from_env().as_args()]
+        if self.dataset:
+            args += ["--dataset", self.dataset]
+        if self.destination:
+            args += ["--destination", self.destination]
+        return args + self.extra_args
+
+    def execute(self, context: Any) -> None:
+        self.application_args = self.job_arguments(str(context["run_id"]))
+        self.jars = ",".join(delta_jars())
+        self.conf = {**submit_conf(), **(self.conf or {})}
+        self._driver_memory = self._driver_memory or os.environ.get("CDP_DRIVER_MEMORY", "2g")
+        super().execute(context)

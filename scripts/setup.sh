@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a fresh machine, idempotently:
+#   1. Java (Spark's JVM) and Maven, from Debian's packages when missing;
+#   2. the virtualenv with the pinned requirements and this project (editable);
+#   3. the Delta jars, resolved once into .jars/ so that later runs start offline;
+#   4. the Airflow metadata database (SQLite) under .airflow/.
+# Each step leaves a stamp in .stamps/ and is skipped while its inputs are unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .stamps
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "missing: $* (install them, e.g. with apt-get)" >&2; exit 1
+  fi
+}
+command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v mvn >/dev/null || apt_install maven
+
+PY=${PYTHON:-python3.11}
+if [ ! -f .stamps/venv ] || [ requirements.txt -nt .stamps/venv ] || [ pyproject.toml -nt .stamps/venv ]; then
+  echo "==> virtualenv (.venv) with requirements.txt"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  # pyspark and pyspark-client ship the same files: both pinned to one version (see requirements.in).
+  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q --no-deps -e .
+  touch .stamps/venv
+fi
+
+JARS=(io.delta:delta-spark_4.1_2.13:4.4.0 io.delta:delta-storage:4.4.0)
+if [ ! -f .stamps/jars ] || [ scripts/setup.sh -nt .stamps/jars ]; then
+  echo "==> Delta jars into .jars/"
+  rm -rf .jars && mkdir -p .jars
+  # Only Delta's own jars: Spark already ships Hadoop, Parquet and Jackson, and a second copy of
+  # those from Delta's transitive dependencies would clash with Spark's.
+  for artifact in "${JARS[@]}"; do
+    mvn -q -B dependency:copy -Dartifact="$artifact" -DoutputDirectory=.jars
+  done
+  touch .stamps/jars
+fi
+
+if [ ! -f .stamps/airflow-db ] || [ requirements.txt -nt .stamps/airflow-db ]; then
+  echo "==> Airflow metadata database (.airflow/airflow.db)"
+  AIRFLOW_HOME="$PWD/.airflow" AIRFLOW__CORE__LOAD_EXAMPLES=False .venv/bin/airflow db migrate >/dev/null
+  touch .stamps/airflow-db
+fi
+echo "==> setup complete"
