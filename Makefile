@@ -15,13 +15,16 @@ export CDP_LAKE ?= $(CURDIR)/data/lake
 export CDP_LANDING ?= $(CURDIR)/data/landing
 export CDP_EXPORTS ?= $(CURDIR)/data/exports
 
-.PHONY: setup demo test lint airflow bench docs clean lock
+.PHONY: setup demo run test lint airflow bench docs clean lock
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	@scripts/demo.sh
+
+run: setup
+	@scripts/run_day.sh $(DATE)
 
 test: setup lint
 	python -m pytest tests

@@ -215,8 +215,17 @@ def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
         if "{date}" not in dataset.source.path:
             problems.append(WorkspaceProblem(rel, "source.path",
                                              "must contain {date} so that each run reads its own day"))
-    if any(d.schema_ not in ws.schemas for d in ws.datasets.values()):
-        return problems  # attribute checks below need every dataset's schema
+    # Attribute checks need every schema and dataset: with one of them broken, they would report
+    # its fields as unknown everywhere. The broken file's own problems come first; fix, then re-check.
+    attributes_known = not any(d.schema_ not in ws.schemas for d in ws.datasets.values()) and not any(
+        name.startswith(("schemas/", "datasets/")) for name in ws.broken)
+    for dest in ws.destinations.values():
+        rel = ws.files[f"destinations/{dest.name}"]
+        for i, audience_id in enumerate(dest.audiences):
+            if audience_id not in ws.audiences and f"audiences/{audience_id}" not in ws.broken:
+                problems.append(WorkspaceProblem(rel, f"audiences.{i}", f"audience '{audience_id}' is not defined"))
+    if not attributes_known:
+        return problems
 
     attributes: dict[str, tuple[FieldSpec, str]] = {}
     for dataset in ws.profile_datasets:
@@ -233,9 +242,6 @@ def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
 
     for dest in ws.destinations.values():
         rel = ws.files[f"destinations/{dest.name}"]
-        for i, audience_id in enumerate(dest.audiences):
-            if audience_id not in ws.audiences and f"audiences/{audience_id}" not in ws.broken:
-                problems.append(WorkspaceProblem(rel, f"audiences.{i}", f"audience '{audience_id}' is not defined"))
         headers: set[str] = set()
         for i, mapped in enumerate(dest.mapping):
             if mapped.namespace is not None:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run cdp_daily for one run date through Airflow (`airflow dags test`), then print its report.
+# Usage: scripts/run_day.sh YYYY-MM-DD
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run_date=${1:?usage: scripts/run_day.sh YYYY-MM-DD}
+# The timetable's data interval for the run of logical date D+1 00:00 is [D, D+1): run date D.
+logical_date=$(date -u -d "$run_date + 1 day" +%FT00:00:00+00:00)
+log="$AIRFLOW_HOME/run-$run_date.log"
+echo "==> running cdp_daily for $run_date (log: $log)"
+run_state() {
+  airflow dags list-runs cdp_daily -o json 2>/dev/null | python -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["logical_date"].replace(" ", "T").startswith(sys.argv[1][:19])]
+print(runs[0]["state"] if runs else "missing")' "$logical_date"
+}
+airflow dags test cdp_daily "$logical_date" > "$log" 2>&1 || true
+if [ "$(run_state)" != success ]; then
+  echo "the run for $run_date failed; the end of its log:" >&2
+  tail -n 60 "$log" >&2
+  exit 1
+fi
+echo
+cdp report --date "$run_date"

@@ -1,0 +1,38 @@
+"""The cdp command as a data engineer runs it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cdp.cli import main
+from cdp.data_dictionary import render_data_dictionary
+
+
+def test_validate_example_workspace(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(repo_root / "examples" / "retail")]) == 0
+    assert capsys.readouterr().out == (
+        "workspace 'retail' is valid: 4 schemas, 4 datasets, 5 namespaces, 4 audiences, 1 destinations\n")
+
+
+def test_validate_lists_every_problem_and_fails(tmp_path: Path, repo_root: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(repo_root / "examples" / "retail", ws)
+    dataset = ws / "datasets" / "crm_profiles.yaml"
+    dataset.write_text(dataset.read_text().replace("profile_enabled: true", "profile_enabeld: true"))
+    dest = ws / "destinations" / "marketing_landing.yaml"
+    dest.write_text(dest.read_text().replace("cart_abandoners,", "cart_abandonners,"))
+    assert main(["validate", str(ws)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{ws}/datasets/crm_profiles.yaml: profile_enabeld: unknown key",
+        f"{ws}/destinations/marketing_landing.yaml: audiences.1: audience 'cart_abandonners' is not defined",
+        "2 problem(s) found",
+    ]
+
+
+def test_data_dictionary_is_current(repo_root: Path) -> None:
+    """docs/data_dictionary.md is generated from cdp/lake.py; regenerate with `make docs`."""
+    assert (repo_root / "docs" / "data_dictionary.md").read_text(encoding="utf-8") == render_data_dictionary()
