@@ -34,6 +34,9 @@ lint: setup
 	mypy
 	cdp docs --check
 
+bench: setup
+	python -m bench
+
 airflow: setup
 	airflow standalone
 

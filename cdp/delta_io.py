@@ -54,6 +54,12 @@ def read_table(spark: SparkSession, path: str, schema: T.StructType | None = Non
     return spark.createDataFrame([], schema)
 
 
+def create_table_if_absent(spark: SparkSession, path: str, schema: T.StructType, partition_by: list[str]) -> None:
+    """Create an empty Delta table from a declared schema, so that its NOT NULL columns are enforced."""
+    if not table_exists(spark, path):
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(*partition_by).execute()
+
+
 @retry_on_conflict
 def replace_slice(df: DataFrame, path: str, predicate: str, partition_by: list[str] | None = None,
                   add_new_columns: bool = False) -> None:

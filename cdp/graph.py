@@ -24,6 +24,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from cdp.errors import CdpError
 
@@ -50,11 +51,17 @@ def _large_star(edges: DataFrame) -> DataFrame:
 
     Input and output are oriented src < dst.
     """
-    both_ways = edges.select(SRC, DST).union(edges.select(F.col(DST).alias(SRC), F.col(SRC).alias(DST)))
-    smallest = both_ways.groupBy(SRC).agg(F.least(F.min(DST), F.col(SRC)).alias("m"))
-    # Edges are stored (smaller, larger), so joining on src gives each node u its larger neighbours v.
-    # m(u) <= u < v, so the new edges are oriented too.
-    return edges.join(smallest, SRC).select(F.col("m").alias(SRC), F.col(DST)).distinct()
+    # Each edge seen from both ends, as (u, neighbour v). A window rather than groupBy + join keeps
+    # ``edges`` referenced once, so that the plan grows linearly, not exponentially, with the rounds.
+    both_ways = edges.select(F.explode(F.array(
+        F.struct(F.col(SRC).alias("u"), F.col(DST).alias("v")),
+        F.struct(F.col(DST).alias("u"), F.col(SRC).alias("v")),
+    )).alias("e")).select("e.u", "e.v")
+    smallest = F.least(F.min("v").over(Window.partitionBy("u")), F.col("u"))
+    # m(u) <= u < v, so the new edges are oriented too. Each input edge yields at most one edge:
+    # duplicates are left to the distinct of the small-star step, saving a shuffle.
+    return (both_ways.withColumn("m", smallest).where(F.col("v") > F.col("u"))
+            .select(F.col("m").alias(SRC), F.col("v").alias(DST)))
 
 
 def _small_star(edges: DataFrame) -> DataFrame:
@@ -62,13 +69,13 @@ def _small_star(edges: DataFrame) -> DataFrame:
 
     Input and output are oriented src < dst.
     """
-    # Viewed from the larger end: dst's smaller neighbours are the src of its edges.
-    smallest = edges.groupBy(F.col(DST).alias("u")).agg(F.min(SRC).alias("m"))
-    neighbours = (edges.join(smallest, edges[DST] == smallest["u"])
-                  .where(F.col(SRC) != F.col("m"))
-                  .select(F.col("m").alias(SRC), F.col(SRC).alias(DST)))
-    selves = smallest.select(F.col("m").alias(SRC), F.col("u").alias(DST))
-    return neighbours.union(selves).distinct()
+    # Viewed from the larger end u = dst, the smaller neighbours are the src of its edges.
+    m = F.min(SRC).over(Window.partitionBy(DST))
+    linked = edges.withColumn("m", m).select(F.explode(F.array(
+        F.struct(F.col("m").alias(SRC), F.col(SRC).alias(DST)),  # each smaller neighbour -> m
+        F.struct(F.col("m").alias(SRC), F.col(DST).alias(DST)),  # the node itself -> m
+    )).alias("e")).select(f"e.{SRC}", f"e.{DST}")
+    return linked.where(F.col(SRC) != F.col(DST)).distinct()
 
 
 def _fingerprint(edges: DataFrame) -> tuple[int, object, object]:
@@ -99,6 +106,9 @@ def connected_components(edges: DataFrame, nodes: DataFrame | None = None, check
     with one row per node of either input. The edge set is checkpointed every ``checkpoint_every``
     rounds so that the query plan does not grow with the number of rounds; :class:`ConvergenceError`
     is raised when ``max_iterations`` rounds do not suffice.
+
+    ``edges`` and ``nodes`` are read twice (the rounds, then the node list): persist them when they
+    are expensive to compute. The result reads the last checkpoint, not a cache, so it stays valid.
     """
     if checkpoint_every < 1:
         raise ValueError("checkpoint_every must be at least 1")

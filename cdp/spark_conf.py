@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from cdp.settings import JARS_DIR
@@ -36,4 +37,7 @@ def submit_conf() -> dict[str, str]:
         # Schema changes are made on purpose by the jobs (additive evolution), never merged implicitly.
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # Python workers must run the interpreter that has pyspark and cdp installed (the venv's),
+        # not whatever `python3` comes first on PATH. On a cluster, set PYSPARK_PYTHON to its path there.
+        "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
     }

@@ -11,7 +11,7 @@ echo "==> running cdp_daily for $run_date (log: $log)"
 run_state() {
   airflow dags list-runs cdp_daily -o json 2>/dev/null | python -c '
 import json, sys
-runs = [r for r in json.load(sys.stdin) if r["logical_date"].replace(" ", "T").startswith(sys.argv[1][:19])]
+runs = [r for r in json.loads(sys.stdin.read().strip().splitlines()[-1]) if r["logical_date"].replace(" ", "T").startswith(sys.argv[1][:19])]
 print(runs[0]["state"] if runs else "missing")' "$logical_date"
 }
 airflow dags test cdp_daily "$logical_date" > "$log" 2>&1 || true

@@ -105,7 +105,8 @@ def daily_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict
     (base / "dags_test.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     runs = subprocess.run([airflow, "dags", "list-runs", "cdp_daily", "-o", "json"], env=env,
                           capture_output=True, text=True, check=True)
-    states = [r["state"] for r in json.loads(runs.stdout)]
+    # Airflow may print warnings before the JSON document: it is the last line.
+    states = [r["state"] for r in json.loads(runs.stdout.strip().splitlines()[-1])]
     assert states == ["success"], f"run states {states}; log: {base / 'dags_test.log'}\n" + (
         result.stdout + result.stderr)[-6000:]
     return {"exports": base / "exports", "lake": base / "lake"}

@@ -1,0 +1,78 @@
+"""`make bench`: run the benchmarks and write bench/results.md.
+
+    python -m bench [--suites generator,ingest] [--rows 1000000,10000000] [--work DIR]
+
+Numbers are for this machine (2 cores, 24 GB); Spark runs local[2].
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+
+from bench.measure import measure
+from cdp.settings import REPO_ROOT
+
+log = logging.getLogger("bench")
+SUITES = ("generator", "ingest")
+
+
+def bench_generator(work: Path, persons: int) -> dict[str, float]:
+    from cdp.generator import generate
+
+    out = work / f"gen-{persons}"
+    with measure() as m:
+        summary = generate(out, profiles=persons, days=1, seed=1, end_date=dt.date(2026, 11, 27))
+    records = sum(summary.records.values())
+    return {"persons": persons, "records": records, "seconds": round(m.seconds, 1),
+            "records_per_s": round(records / m.seconds), "peak_rss_mib": round(m.peak_rss_mib)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--suites", default=",".join(SUITES))
+    parser.add_argument("--rows", default="1000000,10000000", help="ingest sizes, in landed rows")
+    parser.add_argument("--work", default=str(REPO_ROOT / "data" / "bench"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    suites = args.suites.split(",")
+    results: dict[str, list[dict[str, float]]] = {}
+
+    if "generator" in suites:
+        results["generator"] = [bench_generator(work, n) for n in (100_000, 1_000_000)]
+        log.info("generator: %s", results["generator"])
+    if "ingest" in suites:
+        from bench.ingest import bench_ingest
+        from cdp.spark import get_session
+        from cdp.workspace.loader import load_workspace
+
+        spark = get_session("cdp-bench", master="local[2]",
+                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        ws = load_workspace(REPO_ROOT / "examples" / "retail")
+        results["ingest"] = []
+        for rows in (int(r) for r in args.rows.split(",")):
+            results["ingest"].append(bench_ingest(spark, ws, work, rows))
+            log.info("ingest: %s", results["ingest"][-1])
+
+    lines = [f"# Benchmarks ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+             f"python {platform.python_version()})", ""]
+    for suite, table in results.items():
+        lines += [f"## {suite}", "", "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+        lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
+        lines.append("")
+    text = "\n".join(lines)
+    (REPO_ROOT / "bench" / "results.md").write_text(text, encoding="utf-8")
+    (work / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,720 @@
+"""Validate one dataset's landed files for a run date (step ``validate``).
+
+Every landed record either passes every check and goes to ``staging/<dataset>`` typed by its
+schema, or goes to the quarantine table with *all* the reasons that apply. The batch ledger gets
+one row per landed file so that rows read = rows valid + rows quarantined can be reconciled.
+
+Reason codes are stable strings (dashboards and alerts key on them):
+
+==================== ======= ===========================================================
+code                 field   when
+==================== ======= ===========================================================
+malformed_record     -       unparsable JSON line, JSON that is not an object, wrong CSV
+                             column count (the only reason such a record gets)
+file_unreadable      -       a Parquet file that cannot be read (one row, no row number)
+missing_required     yes     a required field (or a profile's primary identity) is absent
+wrong_type           yes     a value that does not cast to the declared type
+number_overflow      yes     a well-formed integer / long / decimal outside the type's range
+not_in_enum          yes     a value outside the declared enumeration
+bad_format           yes     an email / phone / uri that does not look like one
+future_timestamp     yes     the schema's timestamp_field later than the end of the run day
+                             plus guardrails.max_future_skew_minutes
+bad_identity_format  yes     a normalised identity value that does not fully match its
+                             namespace's ``pattern`` (an ECID is 38 digits)
+blocked_identity     yes     an identity value listed in guardrails.blocked_identity_values
+                             or fully matching one of guardrails.blocked_patterns
+identity_too_long    yes     an identity value longer than guardrails.max_identity_length
+no_identity          -       none of the schema's identity fields has a value
+too_many_identities  -       more identity values than guardrails.max_identities_per_record
+record_too_large     -       the raw record (UTF-8 bytes of the line; a Parquet row as JSON)
+                             over guardrails.max_event_bytes / max_profile_record_bytes
+duplicate_event_id   yes     an event id seen earlier in the same batch, or already stored in
+                             the dataset table by an earlier batch date
+==================== ======= ===========================================================
+
+A value that is null or only whitespace counts as absent everywhere (CSV has no other way to
+say "no value", and JSON producers often send ``""`` for it).
+
+If more than ``guardrails.max_rejected_share`` of the batch is quarantined, the batch is
+rejected: quarantine and ledger are written, the staging slice is written empty (so ingest
+cannot load a failed batch) and :class:`~cdp.errors.BatchRejectedError` is raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from urllib.parse import urlparse
+
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdp.datasets import STORED_BATCH_DATE, STORED_ID, stored_event_ids
+from cdp.delta_io import record_metrics, replace_slice
+from cdp.errors import BatchRejectedError, CdpError, LandingError
+from cdp.identities import normalize
+from cdp.lake import BATCH_LEDGER, QUARANTINE, STAGING, date_literal
+from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.schemas import BATCH_DATE, RECORD_TS, ROW_NUMBER, SOURCE_FILE, dataset_struct, spark_type
+from cdp.settings import Settings
+from cdp.spark import get_session
+from cdp.workspace.loader import Workspace
+from cdp.workspace.models import CsvOptions, DatasetSpec, FieldSpec, Guardrails, Namespace, SchemaSpec
+
+log = logging.getLogger(__name__)
+
+STEP = "validate"
+
+# Reason codes.
+MALFORMED_RECORD = "malformed_record"
+FILE_UNREADABLE = "file_unreadable"
+MISSING_REQUIRED = "missing_required"
+WRONG_TYPE = "wrong_type"
+NOT_IN_ENUM = "not_in_enum"
+BAD_FORMAT = "bad_format"
+NO_IDENTITY = "no_identity"
+BLOCKED_IDENTITY = "blocked_identity"
+IDENTITY_TOO_LONG = "identity_too_long"
+DUPLICATE_EVENT_ID = "duplicate_event_id"
+NUMBER_OVERFLOW = "number_overflow"
+FUTURE_TIMESTAMP = "future_timestamp"
+BAD_IDENTITY_FORMAT = "bad_identity_format"
+TOO_MANY_IDENTITIES = "too_many_identities"
+RECORD_TOO_LARGE = "record_too_large"
+
+# Ledger statuses.
+STATUS_OK = "ok"
+STATUS_REJECTED = "rejected"
+STATUS_UNREADABLE = "unreadable"
+
+# Columns of the "parsed" layout every format is brought to before the checks run. Declared
+# values live inside structs so that a declared field can never collide with these names.
+LINE = "_line"
+RAW = "_raw"
+MALFORMED = "_malformed"  # why the record could not be parsed at all (null when it could)
+STRINGS = "_s"  # every declared field as the string that arrived
+TYPED = "_t"  # every declared field cast to its declared type (null when absent or not castable)
+REASONS = "_reasons"
+_MONO = "_mono"
+_CORRUPT = "_corrupt_record"
+
+_PERMISSIVE = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+
+# Deliberately simple shapes: they catch values in the wrong column, not every RFC corner.
+EMAIL_PATTERN = r"^[^@\s]+@([^@\s.]+\.)+[^@\s.]{2,}$"
+PHONE_PATTERN = r"^\+?[0-9 ().-]+$"
+PHONE_DIGITS = (7, 15)
+URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$"
+# Spark's casts accept "2024" as a date and a timestamp; a data engineer means a full date.
+DATE_PATTERN = r"^\s*\d{4}-\d{2}-\d{2}\s*$"
+TIMESTAMP_PATTERN = r"^\s*\d{4}-\d{2}-\d{2}([T ].*)?$"
+# Well-formed numbers: when one of these does not cast, the value is out of range, not of the wrong type.
+INTEGER_PATTERN = r"^\s*[+-]?[0-9]+\s*$"
+DECIMAL_PATTERN = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+_INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
+_FORMAT_HINTS = {
+    "email": "email address (expected local@domain.tld)",
+    "phone": "phone number (expected 7 to 15 digits, optionally a leading +)",
+    "uri": "URI (expected a scheme such as https://)",
+}
+_SHOWN_CHARS = 80
+
+
+@dataclass(frozen=True)
+class UnreadableFile:
+    """A landed file that could not be read at all; it becomes one quarantine row."""
+
+    path: str
+    message: str
+
+
+# ---------------------------------------------------------------- landing
+
+
+def landing_folder(settings: Settings, dataset: DatasetSpec, run_date: dt.date) -> str:
+    """The folder a dataset's files land in for a run date."""
+    return f"{settings.landing.rstrip('/')}/{dataset.source.path.format(date=run_date.isoformat())}"
+
+
+def list_landed_files(settings: Settings, dataset: DatasetSpec, run_date: dt.date) -> list[str]:
+    """The files landed for a dataset and run date, sorted by path.
+
+    Hidden files and markers (``.crc``, ``_SUCCESS``) and sub-folders are skipped. A missing
+    folder means nothing landed that day: a warning, not an error, so a quiet day does not fail
+    the run.
+    """
+    folder = landing_folder(settings, dataset, run_date)
+    scheme = urlparse(folder).scheme
+    if dataset.source.type != "local" or scheme not in ("", "file"):
+        raise LandingError(f"dataset {dataset.name}: cannot list {folder}: only local landing folders are "
+                           "supported so far (source.type: local)")
+    local = Path(urlparse(folder).path if scheme == "file" else folder)
+    if not local.is_dir():
+        log.warning("dataset %s: landing folder %s does not exist: no files for %s", dataset.name, local, run_date)
+        return []
+    files = sorted(str(p) for p in local.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    if not files:
+        log.warning("dataset %s: landing folder %s is empty", dataset.name, local)
+    return files
+
+
+# ---------------------------------------------------------------- reading (I/O)
+
+
+def read_text_lines(spark: SparkSession, files: Sequence[str]) -> DataFrame:
+    """Every physical line of text files: ``_source_file`` (as listed), ``_mono`` (orders lines in a file), ``value``.
+
+    Each file is read on its own so that its path is exactly the listed one. Spark's text reader
+    splits on LF, CRLF and CR and keeps invalid UTF-8 bytes (cleaned in transform_number_lines).
+    """
+    frames = [
+        spark.read.text(path).select(
+            F.lit(path).alias(SOURCE_FILE),
+            # partition index << 33 + position in the partition: numbers lines without a Python round trip
+            F.monotonically_increasing_id().alias(_MONO),
+            F.col("value"),
+        )
+        for path in files
+    ]
+    return reduce(DataFrame.union, frames)
+
+
+def _java_cause(exc: Exception) -> str:
+    """The innermost cause of a Spark/Java error, which names what is wrong with the file."""
+    text = str(exc)
+    causes = re.findall(r"Caused by: ([^\n]+)", text)
+    reason = causes[-1] if causes else text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return reason.strip()[:300]
+
+
+def read_parquet_file(spark: SparkSession, path: str) -> DataFrame | UnreadableFile:
+    """One Parquet file with ``_source_file`` and 1-based ``_row_number`` appended, or why it cannot be read.
+
+    Reading the footer (schema inference) is what fails for a truncated or non-Parquet file.
+    """
+    try:
+        df = spark.read.parquet(path)
+        data_columns = [F.col(f"`{c}`") for c in df.columns]
+        return df.select(*data_columns, F.lit(path).alias(SOURCE_FILE),
+                         (F.col("_metadata.row_index") + 1).alias(ROW_NUMBER))
+    except (Py4JJavaError, PySparkException) as exc:
+        cause = _java_cause(exc)
+        log.warning("file %s is not readable as Parquet: %s", path, cause)
+        return UnreadableFile(path, f"file cannot be read as Parquet: {cause}")
+
+
+def read_records(spark: SparkSession, dataset: DatasetSpec, schema: SchemaSpec,
+                 files: Sequence[str]) -> tuple[DataFrame, list[UnreadableFile]]:
+    """The landed records of a dataset in the parsed layout, and the files that could not be read."""
+    unreadable: list[UnreadableFile] = []
+    frames: list[DataFrame] = []
+    if files and dataset.format == "parquet":
+        for path in files:
+            read = read_parquet_file(spark, path)
+            if isinstance(read, UnreadableFile):
+                unreadable.append(read)
+            else:
+                frames.append(transform_parquet(read, schema))
+    elif files:
+        lines = transform_number_lines(read_text_lines(spark, files))
+        if dataset.format == "jsonl":
+            frames.append(transform_jsonl(lines, schema))
+        else:
+            frames.extend(_csv_frames(lines, schema, dataset.csv))
+    if not frames:
+        return spark.createDataFrame([], parsed_struct(schema)), unreadable
+    return reduce(DataFrame.unionByName, frames), unreadable
+
+
+def _csv_frames(lines: DataFrame, schema: SchemaSpec, options: CsvOptions) -> list[DataFrame]:
+    """Parse CSV lines, one parse per distinct header (files of a batch normally share one)."""
+    if not options.header:
+        return [transform_csv(lines, schema, options, None)]
+    # The header is the first non-blank line of each file: one small job collects them.
+    firsts = (lines.groupBy(SOURCE_FILE).agg(F.min_by(LINE, ROW_NUMBER).alias("header"))
+              .collect())
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    for row in firsts:
+        by_header.setdefault(tuple(split_csv_header(row["header"], options)), []).append(row[SOURCE_FILE])
+    return [transform_csv(lines.where(F.col(SOURCE_FILE).isin(paths)), schema, options, list(header))
+            for header, paths in sorted(by_header.items())]
+
+
+def split_csv_header(line: str, options: CsvOptions) -> list[str]:
+    """Column names of a CSV header line (trimmed)."""
+    if len(options.delimiter) == 1:
+        reader = csv.reader([line], delimiter=options.delimiter, quotechar=options.quote,
+                            escapechar=options.escape or None)
+        names = next(reader, [])
+    else:  # Python's csv takes one-character delimiters only; header names rarely need quoting
+        names = [n.strip().strip(options.quote) for n in line.split(options.delimiter)]
+    return [n.strip() for n in names]
+
+
+# ---------------------------------------------------------------- transforms (pure)
+
+
+def parsed_struct(schema: SchemaSpec) -> T.StructType:
+    """The layout every format is parsed to: where a record came from, its raw text and its values as strings."""
+    return T.StructType([
+        T.StructField(SOURCE_FILE, T.StringType(), False),
+        T.StructField(ROW_NUMBER, T.LongType(), True),
+        T.StructField(RAW, T.StringType(), True),
+        T.StructField(MALFORMED, T.StringType(), True),
+        T.StructField(STRINGS, _string_struct(schema), True),
+    ])
+
+
+def _string_struct(schema: SchemaSpec) -> T.StructType:
+    return T.StructType([T.StructField(f.name, T.StringType(), True) for f in schema.fields])
+
+
+def transform_number_lines(df: DataFrame) -> DataFrame:
+    """Number the lines of each file from 1 and clean them; blank lines are dropped (but keep their number).
+
+    Input: ``_source_file``, ``_mono`` (monotonically_increasing_id taken right after the read),
+    ``value``. Output: ``_source_file``, ``_row_number``, ``_line``. Within one file Spark reads
+    splits in byte order, so (partition, position) orders the lines; the row number is the
+    number of lines in the file's earlier partitions plus the position in this one.
+    """
+    part = F.shiftright(F.col(_MONO), 33)
+    counts = df.groupBy(SOURCE_FILE, part.alias("_part")).agg(F.count(F.lit(1)).alias("_n"))
+    earlier = Window.partitionBy(SOURCE_FILE).orderBy("_part").rowsBetween(Window.unboundedPreceding, -1)
+    offsets = counts.select(SOURCE_FILE, "_part", F.coalesce(F.sum("_n").over(earlier), F.lit(0)).alias("_offset"))
+    numbered = df.withColumn("_part", part).join(F.broadcast(offsets), [SOURCE_FILE, "_part"])
+    row_number = (F.col("_offset") + F.col(_MONO) - F.shiftleft(F.col("_part"), 33) + 1).cast("long")
+    # Invalid UTF-8 bytes become U+FFFD instead of reaching Delta as broken strings.
+    line = F.make_valid_utf8(F.col("value"))
+    line = F.regexp_replace(line, "\r$", "")
+    out = numbered.select(SOURCE_FILE, row_number.alias(ROW_NUMBER), line.alias(LINE))
+    # A byte order mark only ever starts a file.
+    out = out.withColumn(LINE, F.when(F.col(ROW_NUMBER) == 1, F.regexp_replace(LINE, "^\ufeff", ""))
+                         .otherwise(F.col(LINE)))
+    return out.where(~F.col(LINE).rlike(r"^\s*$"))
+
+
+def transform_jsonl(lines: DataFrame, schema: SchemaSpec) -> DataFrame:
+    """JSON lines (``_source_file``, ``_row_number``, ``_line``) to the parsed layout.
+
+    Every field is read as a string: a number arrives as its text, a nested object or array as
+    its JSON text, so the typed cast in transform_check can say exactly what is wrong.
+    """
+    string_schema = T.StructType([*_string_struct(schema).fields, T.StructField(_CORRUPT, T.StringType(), True)])
+    parsed = F.from_json(F.col(LINE), string_schema, _PERMISSIVE)
+    malformed = (F.when(parsed.isNull() | parsed[_CORRUPT].isNotNull(),
+                        F.when(F.try_parse_json(F.col(LINE)).isNull(), F.lit("line is not valid JSON"))
+                        .otherwise(F.lit("line is valid JSON but not an object"))))
+    return lines.select(
+        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), malformed.alias(MALFORMED),
+        F.struct(*[parsed[f.name].alias(f.name) for f in schema.fields]).alias(STRINGS),
+    )
+
+
+def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, header: list[str] | None) -> DataFrame:
+    """CSV lines (``_source_file``, ``_row_number``, ``_line``) to the parsed layout.
+
+    With a header, the first line of each file is the header (not a record) and columns are
+    matched to declared fields by name; without one, columns are the declared fields in order.
+    A row with more or fewer columns than that is a malformed record.
+    """
+    columns = header if header is not None else [f.name for f in schema.fields]
+    if header is not None:
+        missing = [f.name for f in schema.fields if f.name not in header]
+        unknown = [c for c in header if schema.field(c) is None]
+        if missing or unknown:
+            log.warning("CSV header %s: declared fields missing: %s; undeclared columns ignored: %s",
+                        header, ", ".join(missing) or "none", ", ".join(unknown) or "none")
+        first_line = F.min(ROW_NUMBER).over(Window.partitionBy(SOURCE_FILE))
+        lines = lines.withColumn("_header_row", first_line).where(F.col(ROW_NUMBER) != F.col("_header_row"))
+    positional = ", ".join([f"_c{i} STRING" for i in range(len(columns))] + [f"{_CORRUPT} STRING"])
+    parsed = F.from_csv(F.col(LINE), positional, {
+        **_PERMISSIVE, "sep": options.delimiter, "quote": options.quote, "escape": options.escape})
+    where = "of the header" if header is not None else "the schema declares"
+    malformed = F.when(parsed[_CORRUPT].isNotNull(),
+                       F.lit(f"row does not have the {len(columns)} columns {where}"))
+
+    def value(name: str) -> Column:
+        return parsed[f"_c{columns.index(name)}"] if name in columns else F.lit(None).cast("string")
+
+    return lines.select(
+        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), malformed.alias(MALFORMED),
+        F.struct(*[value(f.name).alias(f.name) for f in schema.fields]).alias(STRINGS),
+    )
+
+
+def transform_parquet(df: DataFrame, schema: SchemaSpec) -> DataFrame:
+    """Parquet rows (file columns + ``_source_file``, ``_row_number``) to the parsed layout.
+
+    Values are turned into strings (nested ones into JSON) and checked like text formats, so a
+    file whose writer chose other types (int for long, string for a date) is judged the same way.
+    The raw record is the row as JSON.
+    """
+    data = [c for c in df.columns if c not in (SOURCE_FILE, ROW_NUMBER)]
+    types = {f.name: f.dataType for f in df.schema.fields}
+
+    def as_string(name: str) -> Column:
+        if name not in types:
+            return F.lit(None).cast("string")
+        col = F.col(f"`{name}`")
+        if isinstance(types[name], T.StructType | T.ArrayType | T.MapType):
+            return F.to_json(col)
+        return col.cast("string")
+
+    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])) if data else F.lit("{}")
+    return df.select(
+        SOURCE_FILE, F.col(ROW_NUMBER).cast("long").alias(ROW_NUMBER), raw.alias(RAW),
+        F.lit(None).cast("string").alias(MALFORMED),
+        F.struct(*[as_string(f.name).alias(f.name) for f in schema.fields]).alias(STRINGS),
+    )
+
+
+def _shown(value: Column) -> Column:
+    """A value as quoted in a message: long values are cut so that messages stay readable."""
+    return F.when(F.length(value) > _SHOWN_CHARS, F.concat(F.substring(value, 1, _SHOWN_CHARS - 3), F.lit("...")))\
+        .otherwise(value)
+
+
+def _type_description(spec: FieldSpec) -> str:
+    if spec.type == "decimal":
+        return f"decimal({spec.precision},{spec.scale})"
+    return {
+        "integer": "integer", "long": "long integer", "double": "number", "boolean": "boolean",
+        "date": "date (YYYY-MM-DD)", "timestamp": "timestamp (ISO 8601, e.g. 2024-01-31T09:30:00Z)",
+        "object": "JSON object of the declared shape", "array": "JSON array of the declared shape",
+        "map": "JSON object (map) of the declared shape",
+    }.get(spec.type, spec.type)
+
+
+def _typed(spec: FieldSpec, value: Column) -> Column:
+    """The value cast to the field's declared type; null when it does not cast."""
+    target = spark_type(spec)
+    if spec.type == "string":
+        return value
+    if spec.type == "date":
+        return F.when(value.rlike(DATE_PATTERN), value.try_cast(target))
+    if spec.type == "timestamp":
+        return F.when(value.rlike(TIMESTAMP_PATTERN), value.try_cast(target))
+    if spec.type in ("object", "array", "map"):
+        # Wrapping the value as {"v": ...} lets the corrupt-record column flag any mismatch,
+        # including a wrong type deep inside the value (from_json alone would null it silently).
+        wrapper = T.StructType([T.StructField("v", target, True), T.StructField(_CORRUPT, T.StringType(), True)])
+        parsed = F.from_json(F.concat(F.lit('{"v":'), value, F.lit("}")), wrapper, _PERMISSIVE)
+        return F.when(parsed[_CORRUPT].isNull(), parsed["v"])
+    return value.try_cast(target)  # ANSI-safe: overflow and junk give null, not an error
+
+
+def _reason(code: str, field: str | None, message: Column | str) -> Column:
+    return F.struct(
+        F.lit(code).alias("code"),
+        (F.lit(field) if field is not None else F.lit(None).cast("string")).alias("field"),
+        (F.lit(message) if isinstance(message, str) else message).alias("message"),
+    )
+
+
+def _present(value: Column) -> Column:
+    return value.isNotNull() & ~value.rlike(r"^\s*$")
+
+
+def _overflow(spec: FieldSpec, value: Column, typed: Column) -> tuple[Column, str] | None:
+    """When a present value is a well-formed number that does not fit the field's type, and how to say so."""
+    if spec.type in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[spec.type]
+        return (value.rlike(INTEGER_PATTERN) & typed.isNull(),
+                f"value '%s' is out of range for {_type_description(spec)} ({low} to {high})")
+    if spec.type == "decimal":
+        return (value.rlike(DECIMAL_PATTERN) & typed.isNull(),
+                f"value '%s' does not fit decimal({spec.precision},{spec.scale}) "
+                f"(at most {spec.precision - spec.scale} digits before the decimal point)")
+    return None
+
+
+def _full_match(value: Column, pattern: str) -> Column:
+    return value.rlike(f"^(?:{pattern})$")
+
+
+def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrails,
+                    namespaces: Mapping[str, Namespace] | None = None, run_date: dt.date | None = None,
+                    stored_ids: DataFrame | None = None) -> DataFrame:
+    """Add the typed values (``_t``) and every reason that applies (``_reasons``, empty when valid).
+
+    A malformed record gets only ``malformed_record``. Duplicate event ids are judged within this
+    batch (the first occurrence by (source file, row number) stays valid) and against
+    ``stored_ids`` (columns ``_stored_id``, ``_stored_batch_date``: the ids the dataset table holds
+    from batches *before* the run date, see cdp.datasets.stored_event_ids). Namespace patterns are
+    checked when ``namespaces`` is given, future timestamps when ``run_date`` is.
+    """
+    strings = F.col(STRINGS)
+    primary = schema.primary_identity if schema.class_ == "profile" else None
+    blocked = sorted({v.strip().lower() for v in guardrails.blocked_identity_values})
+    namespaces = namespaces or {}
+    checks: list[Column] = []
+    typed_values: list[Column] = []
+    for spec in schema.fields:
+        value = strings[spec.name]
+        present = _present(value)
+        typed = F.when(present, _typed(spec, value))
+        typed_values.append(typed.alias(spec.name))
+        shown = _shown(value)
+        if spec.required:
+            checks.append(F.when(~present, _reason(MISSING_REQUIRED, spec.name,
+                                                   f"required field '{spec.name}' is missing")))
+        elif primary is not None and spec.name == primary.name:
+            # Profiles are upserted on their primary identity: a record without one cannot be stored.
+            checks.append(F.when(~present, _reason(
+                MISSING_REQUIRED, spec.name,
+                f"field '{spec.name}' is missing; it is the primary identity every profile record needs")))
+        overflow = _overflow(spec, value, typed)
+        wrong = present & typed.isNull()
+        if overflow is not None:
+            checks.append(F.when(present & overflow[0], _reason(
+                NUMBER_OVERFLOW, spec.name, F.format_string(overflow[1], shown))))
+            wrong = wrong & ~overflow[0]
+        checks.append(F.when(wrong, _reason(
+            WRONG_TYPE, spec.name, F.format_string(f"value '%s' is not a valid {_type_description(spec)}", shown))))
+        if spec.enum:
+            compared = value if spec.type == "string" else typed.cast("string")
+            checks.append(F.when(typed.isNotNull() & ~compared.isin(spec.enum), _reason(
+                NOT_IN_ENUM, spec.name, F.format_string(f"value '%s' is not one of {', '.join(spec.enum)}", shown))))
+        if spec.format is not None:
+            trimmed = F.trim(value)
+            ok = trimmed.rlike({"email": EMAIL_PATTERN, "phone": PHONE_PATTERN, "uri": URI_PATTERN}[spec.format])
+            if spec.format == "phone":
+                digits = F.length(F.regexp_replace(trimmed, "[^0-9]", ""))
+                ok = ok & digits.between(*PHONE_DIGITS)
+            checks.append(F.when(present & ~ok, _reason(
+                BAD_FORMAT, spec.name, F.format_string(f"value '%s' is not a valid {_FORMAT_HINTS[spec.format]}",
+                                                       shown))))
+        if run_date is not None and spec.name == schema.timestamp_field:
+            skew = guardrails.max_future_skew_minutes
+            limit = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC) + dt.timedelta(
+                minutes=skew)
+            checks.append(F.when(typed.cast("timestamp") > F.lit(limit), _reason(
+                FUTURE_TIMESTAMP, spec.name, F.format_string(
+                    f"timestamp '%s' is in the future: later than {limit:%Y-%m-%dT%H:%M:%SZ}, the end of the run "
+                    f"day {run_date.isoformat()} plus {skew} minutes (guardrails.max_future_skew_minutes)",
+                    shown))))
+        if spec.identity is not None:
+            namespace = namespaces.get(spec.identity.namespace)
+            if namespace is not None and namespace.pattern is not None:
+                normalized = normalize(namespace.type, value)
+                checks.append(F.when(normalized.isNotNull() & ~_full_match(normalized, namespace.pattern), _reason(
+                    BAD_IDENTITY_FORMAT, spec.name, F.format_string(
+                        f"identity value '%s' does not match the pattern of namespace {namespace.code} "
+                        f"({namespace.pattern.replace('%', '%%')})", shown))))
+            by_value = F.lower(F.trim(value)).isin(blocked)
+            checks.append(F.when(present & by_value, _reason(
+                BLOCKED_IDENTITY, spec.name,
+                F.format_string("identity value '%s' is blocked (guardrails.blocked_identity_values)", shown))))
+            if guardrails.blocked_patterns:
+                # The first pattern that matches is the one named in the message.
+                matched: Column = F.lit(None).cast("string")
+                for pattern in reversed(guardrails.blocked_patterns):
+                    matched = F.when(_full_match(F.trim(value), pattern), F.lit(pattern)).otherwise(matched)
+                checks.append(F.when(present & ~by_value & matched.isNotNull(), _reason(
+                    BLOCKED_IDENTITY, spec.name, F.format_string(
+                        "identity value '%s' is blocked (guardrails.blocked_patterns: %s)", shown, matched))))
+            limit_chars = guardrails.max_identity_length
+            checks.append(F.when(present & (F.length(value) > limit_chars), _reason(
+                IDENTITY_TOO_LONG, spec.name,
+                F.format_string(f"identity value is %d characters long; at most {limit_chars} are allowed",
+                                F.length(value)))))
+    if schema.identity_fields:
+        names = [f.name for f in schema.identity_fields]
+        count = reduce(lambda a, b: a + b, [_present(strings[n]).cast("int") for n in names])
+        checks.append(F.when(count == 0, _reason(NO_IDENTITY, None,
+                                                 f"record has no identity: none of {', '.join(names)} has a value")))
+        most = guardrails.max_identities_per_record
+        if len(names) > most:  # otherwise no record of this schema can have too many
+            checks.append(F.when(count > most, _reason(TOO_MANY_IDENTITIES, None, F.format_string(
+                f"record has %d identity values; at most {most} are allowed (guardrails.max_identities_per_record)",
+                count))))
+    size_key = "max_event_bytes" if schema.class_ == "event" else "max_profile_record_bytes"
+    max_bytes: int = getattr(guardrails, size_key)
+    size = F.octet_length(F.col(RAW))
+    checks.append(F.when(size > max_bytes, _reason(RECORD_TOO_LARGE, None, F.format_string(
+        f"record is %d bytes; at most {max_bytes} are allowed (guardrails.{size_key})", size))))
+
+    out = parsed
+    if schema.class_ == "event" and schema.id_field is not None:
+        id_value = strings[schema.id_field]
+        key = F.when(F.col(MALFORMED).isNull() & _present(id_value), id_value)
+        first = Window.partitionBy(key.alias("_id")).orderBy(SOURCE_FILE, ROW_NUMBER)
+        out = out.withColumns({
+            "_id_rank": F.row_number().over(first),
+            "_id_first_file": F.first(SOURCE_FILE).over(first),
+            "_id_first_row": F.first(ROW_NUMBER).over(first),
+        })
+        in_batch = F.when(key.isNotNull() & (F.col("_id_rank") > 1), _reason(
+            DUPLICATE_EVENT_ID, schema.id_field,
+            F.format_string("event id '%s' already appears in %s at row %d", _shown(id_value),
+                            F.col("_id_first_file"), F.col("_id_first_row"))))
+        if stored_ids is None:
+            checks.append(in_batch)
+        else:
+            out = out.join(stored_ids.select(STORED_ID, STORED_BATCH_DATE), key == F.col(STORED_ID), "left")
+            # An id already stored is reported once, naming the stored batch (the more useful of the two).
+            checks.append(F.when(F.col(STORED_ID).isNotNull(), _reason(
+                DUPLICATE_EVENT_ID, schema.id_field,
+                F.format_string("event id '%s' is already stored in the dataset from the batch of %s",
+                                _shown(id_value), F.col(STORED_BATCH_DATE).cast("string")))).otherwise(in_batch))
+
+    # (coalesce only tells Spark the message is never null in this branch)
+    malformed = F.array(_reason(MALFORMED_RECORD, None, F.coalesce(F.col(MALFORMED), F.lit("malformed record"))))
+    reasons = F.when(F.col(MALFORMED).isNotNull(), malformed).otherwise(F.array_compact(F.array(*checks)))
+    return out.select(*parsed.columns, F.struct(*typed_values).alias(TYPED), reasons.alias(REASONS))
+
+
+def transform_valid(checked: DataFrame, schema: SchemaSpec, run_date: dt.date) -> DataFrame:
+    """The valid records typed as ``dataset_struct(schema)`` with their metadata columns."""
+    midnight = dt.datetime.combine(run_date, dt.time(0), tzinfo=dt.UTC)
+    record_ts: Column = F.lit(midnight)
+    if schema.timestamp_field is not None:
+        # Records without their own time sort as the start of the batch day.
+        record_ts = F.coalesce(F.col(TYPED)[schema.timestamp_field].cast("timestamp"), F.lit(midnight))
+    valid = checked.where(F.size(REASONS) == 0).select(
+        *[F.col(TYPED)[f.name].alias(f.name) for f in schema.fields],
+        F.col(SOURCE_FILE), F.col(ROW_NUMBER), F.lit(run_date).alias(BATCH_DATE), record_ts.alias(RECORD_TS),
+    )
+    return valid.to(dataset_struct(schema))
+
+
+def transform_quarantine(checked: DataFrame, dataset: str, run_date: dt.date) -> DataFrame:
+    """The rejected records as quarantine rows (QUARANTINE.schema)."""
+    rejected = checked.where(F.size(REASONS) > 0).select(
+        F.lit(dataset).alias("dataset"), F.lit(run_date).alias("batch_date"),
+        F.col(SOURCE_FILE).alias("source_file"), F.col(ROW_NUMBER).alias("row_number"),
+        F.col(RAW).alias("raw"), F.col(REASONS).alias("reasons"),
+    )
+    assert QUARANTINE.schema is not None
+    return rejected.to(QUARANTINE.schema)
+
+
+def unreadable_rows(unreadable: Sequence[UnreadableFile], dataset: str,
+                    run_date: dt.date) -> list[tuple[object, ...]]:
+    """One quarantine row per unreadable file: no row number, no raw text."""
+    return [(dataset, run_date, u.path, None, None, [(FILE_UNREADABLE, None, u.message)]) for u in unreadable]
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """Records read and quarantined in one landed file."""
+
+    read: int
+    quarantined: int
+
+
+def ledger_rows(files: Sequence[str], counts: dict[str, FileCounts], unreadable: Sequence[UnreadableFile],
+                dataset: str, run_date: dt.date, run_id: str, rejected: bool) -> list[tuple[object, ...]]:
+    """Batch-ledger rows, one per landed file in listing order (BATCH_LEDGER.schema)."""
+    broken = {u.path for u in unreadable}
+    rows: list[tuple[object, ...]] = []
+    for path in files:
+        if path in broken:
+            # The whole file is one quarantined "record": read = valid + quarantined still holds.
+            rows.append((dataset, run_date, path, 1, 0, 1, STATUS_UNREADABLE, run_id))
+            continue
+        c = counts.get(path, FileCounts(0, 0))
+        rows.append((dataset, run_date, path, c.read, c.read - c.quarantined, c.quarantined,
+                     STATUS_REJECTED if rejected else STATUS_OK, run_id))
+    return rows
+
+
+def rejection_message(dataset: str, read: int, quarantined: int, allowed: float,
+                      top_reasons: Sequence[tuple[str, int]]) -> str:
+    """What a data engineer reads when a batch is rejected."""
+    reasons = ", ".join(f"{code} {n}" for code, n in top_reasons)
+    return (f"dataset {dataset}: {quarantined} of {read} records rejected "
+            f"({quarantined / read:.1%} > {allowed:.1%} allowed); top reasons: {reasons}")
+
+
+# ---------------------------------------------------------------- run
+
+
+def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> dict[str, int]:
+    """Validate a dataset's landed files for ``ctx.run_date``; write staging, quarantine and ledger slices.
+
+    Raises BatchRejectedError (after writing everything and recording the metrics) when the
+    quarantined share exceeds ``guardrails.max_rejected_share``.
+    """
+    if dataset not in ws.datasets:
+        raise CdpError(f"dataset '{dataset}' is not defined in workspace {ws.config.name} "
+                       f"(datasets: {', '.join(sorted(ws.datasets))})")
+    spec = ws.datasets[dataset]
+    schema = ws.schema_of(dataset)
+    guardrails = ws.config.guardrails
+    run_date = ctx.run_date
+    lake = ctx.lake
+
+    files = list_landed_files(ctx.settings, spec, run_date)
+    parsed, unreadable = read_records(spark, spec, schema, files)
+    # Counting, staging and quarantine all read the checked records: compute them once.
+    stored = stored_event_ids(spark, lake, schema, dataset, before=run_date)
+    checked = transform_check(parsed, schema, guardrails, ws.namespaces, run_date, stored).persist()
+    try:
+        counts = {
+            row["file"]: FileCounts(row["read"], row["quarantined"])
+            for row in checked.groupBy(F.col(SOURCE_FILE).alias("file")).agg(
+                F.count(F.lit(1)).alias("read"),
+                F.sum(F.when(F.size(REASONS) > 0, 1).otherwise(0)).alias("quarantined"),
+            ).collect()
+        }
+        read = sum(c.read for c in counts.values()) + len(unreadable)
+        quarantined = sum(c.quarantined for c in counts.values()) + len(unreadable)
+        allowed = guardrails.max_rejected_share
+        rejected = read > 0 and quarantined / read > allowed
+
+        quarantine = transform_quarantine(checked, dataset, run_date)
+        if unreadable:
+            quarantine = quarantine.unionByName(
+                spark.createDataFrame(unreadable_rows(unreadable, dataset, run_date), QUARANTINE.schema))
+        slice_predicate = f"dataset = '{dataset}' AND batch_date = {date_literal(run_date)}"
+        replace_slice(quarantine, lake.path(QUARANTINE), slice_predicate, QUARANTINE.partition_by)
+
+        ledger = ledger_rows(files, counts, unreadable, dataset, run_date, ctx.run_id, rejected)
+        replace_slice(spark.createDataFrame(ledger, BATCH_LEDGER.schema), lake.path(BATCH_LEDGER),
+                      slice_predicate, BATCH_LEDGER.partition_by)
+
+        # A rejected batch leaves an empty staging slice, so ingest cannot load it (nor an older attempt).
+        staged = (spark.createDataFrame([], dataset_struct(schema)) if rejected
+                  else transform_valid(checked, schema, run_date))
+        replace_slice(staged, lake.path(STAGING, dataset), f"{BATCH_DATE} = {date_literal(run_date)}",
+                      STAGING.partition_by, add_new_columns=True)
+
+        metrics = {"rows_read": read, "rows_valid": read - quarantined, "rows_quarantined": quarantined,
+                   "files": len(files)}
+        if rejected:
+            top = (quarantine.select(F.explode("reasons.code").alias("code")).groupBy("code").count()
+                   .orderBy(F.desc("count"), "code").limit(3).collect())
+            message = rejection_message(dataset, read, quarantined, allowed, [(r["code"], r["count"]) for r in top])
+            # main() records metrics only after run() returns: record them here, the run stops below.
+            record_metrics(spark, lake, run_date, STEP, dataset, metrics)
+            raise BatchRejectedError(message)
+    finally:
+        checked.unpersist()
+    log.info("dataset %s, %s: %d files, %d records, %d valid, %d quarantined", dataset, run_date, len(files),
+             read, read - quarantined, quarantined)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """spark-submit entry point: validate one dataset for one run date."""
+    parser = job_parser("Validate one dataset's landed files: staging, quarantine and batch ledger.")
+    parser.add_argument("--dataset", required=True, help="dataset name as declared in the workspace")
+    args, ctx, ws = parse_job_args(parser, argv)
+    spark = get_session(f"cdp-{STEP}-{args.dataset}")
+    metrics = run(spark, ws, ctx, args.dataset)
+    record_metrics(spark, ctx.lake, ctx.run_date, STEP, args.dataset, metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Membership statuses across days (realized, existing, exited, retention, re-entry) and event linking."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, cast
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES, Lake
+from cdp.run_context import RunContext
+from cdp.schemas import spark_type
+from cdp.settings import Settings
+from cdp.workspace.loader import Workspace, load_workspace
+from jobs import evaluate_audiences
+from jobs.evaluate_audiences import EXITED_RETENTION_DAYS, transform_events, transform_statuses
+
+D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+MEMBERSHIP = cast(T.StructType, AUDIENCE_MEMBERSHIP.schema)  # declared for this table
+
+
+def end_of(day: dt.date) -> str:
+    """The evaluation time of a run date (RunContext.evaluation_time), in UTC as rows_of formats it."""
+    return f"{day + dt.timedelta(days=1)}T00:00:00"
+
+
+def ctx_for(day: dt.date, lake: str, tmp: Path) -> RunContext:
+    return RunContext(day, "test", Settings(workspace="", lake=lake, landing=str(tmp / "landing"),
+                                            exports=str(tmp / "exports")))
+
+
+def rows_of(df: DataFrame) -> dict[str, tuple[Any, ...]]:
+    """profile_id -> (status, status_since, last_qualification_time in UTC), for one audience."""
+    # Formatted by Spark (session time zone UTC): collected timestamps would be in the test machine's zone.
+    time = F.date_format("last_qualification_time", "yyyy-MM-dd'T'HH:mm:ss").alias("time")
+    return {r["profile_id"]: (r["status"], r["status_since"], r["time"])
+            for r in df.select("profile_id", "status", "status_since", time).collect()}
+
+
+def test_status_transitions_retention_and_reentry(spark: SparkSession) -> None:
+    def qualified(*profile_ids: str) -> DataFrame:
+        return spark.createDataFrame([("a", p) for p in profile_ids], "audience_id string, profile_id string")
+
+    def day(run_date: dt.date, previous: DataFrame, *profile_ids: str) -> DataFrame:
+        out = transform_statuses(qualified(*profile_ids), previous, run_date,
+                                 dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC))
+        return spark.createDataFrame(out.collect(), MEMBERSHIP)  # cut the lineage, as a table would
+
+    empty = spark.createDataFrame([], MEMBERSHIP)
+    day1 = day(D1, empty, "p1", "p2")
+    assert day1.columns == MEMBERSHIP.names
+    assert rows_of(day1) == {"p1": ("realized", D1, end_of(D1)), "p2": ("realized", D1, end_of(D1))}
+    assert {r["run_date"] for r in day1.collect()} == {D1}
+
+    day2 = day(D2, day1, "p1", "p3")
+    assert rows_of(day2) == {
+        "p1": ("existing", D1, end_of(D2)),  # still qualifies: status_since kept
+        "p2": ("exited", D2, end_of(D1)),  # left: last qualification kept
+        "p3": ("realized", D2, end_of(D2)),
+    }
+
+    day3 = day(D3, day2, "p2")
+    assert rows_of(day3) == {
+        "p1": ("exited", D3, end_of(D2)),
+        "p2": ("realized", D3, end_of(D3)),  # re-entry after an exit is a new realization
+        "p3": ("exited", D3, end_of(D2)),
+    }
+
+    last_kept = D3 + dt.timedelta(days=EXITED_RETENTION_DAYS - 1)
+    day4 = day(last_kept, day3)
+    assert rows_of(day4) == {
+        "p1": ("exited", D3, end_of(D2)),  # 29 days after exiting: carried forward as is
+        "p2": ("exited", last_kept, end_of(D3)),
+        "p3": ("exited", D3, end_of(D2)),
+    }
+
+    day5 = day(last_kept + dt.timedelta(days=1), day4)
+    assert rows_of(day5) == {"p2": ("exited", last_kept, end_of(D3))}  # p1, p3: 30 days, dropped
+
+
+def test_transform_events_links_normalised_identities(spark: SparkSession, repo_root: Path) -> None:
+    ws = load_workspace(repo_root / "examples" / "retail")
+    schema = ws.schema_of("email_events")
+    utc = dt.UTC
+    raw = spark.createDataFrame([
+        ("e1", "open", dt.datetime(2026, 3, 3, 23, 59, tzinfo=utc), " Ann@Example.COM ", D3),
+        ("e2", "open", dt.datetime(2026, 3, 1, 0, 0, tzinfo=utc), "ann@example.com", D2),
+        ("e3", "open", dt.datetime(2026, 2, 28, 23, 59, tzinfo=utc), "ann@example.com", D2),  # before the window
+        ("e4", "open", dt.datetime(2026, 3, 3, 10, 0, tzinfo=utc), "ann@example.com", dt.date(2026, 3, 4)),  # late
+        ("e5", "click", dt.datetime(2026, 3, 3, 10, 0, tzinfo=utc), "ann@example.com", D3),  # not counted
+        ("e6", "open", dt.datetime(2026, 3, 3, 10, 0, tzinfo=utc), "nobody@example.com", D3),  # no profile
+    ], "event_id string, event_type string, timestamp timestamp, email string, _batch_date date")
+    identity_map = spark.createDataFrame([("email", "ann@example.com", "prof_a"), ("crm_id", "C1", "prof_a")],
+                                         "namespace string, value string, profile_id string")
+    out = transform_events(raw, identity_map, "email_events", schema, "email", "email", D3, 3, ["open"])
+    assert out.columns == ["profile_id", "dataset", "event_type", "event_date"]
+    assert sorted(tuple(r) for r in out.collect()) == [
+        ("prof_a", "email_events", "open", dt.date(2026, 3, 1)),
+        ("prof_a", "email_events", "open", dt.date(2026, 3, 3)),
+    ]
+
+
+# ---------------------------------------------------------------- the job against a lake
+
+
+def write_profiles(spark: SparkSession, ws: Workspace, lake: str,
+                   days: dict[dt.date, dict[str, dict[str, Any]]]) -> None:
+    """Write PROFILES snapshots: run date -> profile_id -> attribute values (others null)."""
+    attributes = ws.profile_attributes()
+    schema = T.StructType([
+        T.StructField("run_date", T.DateType()), T.StructField("profile_id", T.StringType()),
+        T.StructField("identities", T.MapType(T.StringType(), T.ArrayType(T.StringType()))),
+        T.StructField("identity_count", T.IntegerType()),
+        *[T.StructField(name, spark_type(spec)) for name, spec in attributes.items()],
+    ])
+    rows = [(day, pid, {"crm_id": [pid.upper()]}, 1, *[values.get(name) for name in attributes])
+            for day, profiles in days.items() for pid, values in profiles.items()]
+    spark.createDataFrame(rows, schema).write.format("delta").mode("append").partitionBy("run_date").save(
+        Lake(lake).path(PROFILES))
+
+
+def snapshots(spark: SparkSession, lake: str) -> dict[dt.date, dict[tuple[str, str], tuple[str, dt.date]]]:
+    """run_date -> (audience_id, profile_id) -> (status, status_since), read in one go."""
+    out: dict[dt.date, dict[tuple[str, str], tuple[str, dt.date]]] = {}
+    for r in spark.read.format("delta").load(Lake(lake).path(AUDIENCE_MEMBERSHIP)).collect():
+        out.setdefault(r["run_date"], {})[(r["audience_id"], r["profile_id"])] = (r["status"], r["status_since"])
+    return out
+
+
+def test_run_over_three_days_and_backfill(spark: SparkSession, lake: str, tmp_path: Path, repo_root: Path) -> None:
+    ws = load_workspace(repo_root / "examples" / "retail")
+    french = {"country": "FR", "points": 1200, "consent_marketing": True}
+    write_profiles(spark, ws, lake, {
+        D1: {"p1": {"tier": "gold"}, "p2": {"tier": "silver"}},
+        D2: {"p1": {"tier": "gold"}, "p2": {"tier": "platinum"}},
+        D3: {"p1": {"tier": "silver"}, "p2": {"tier": "platinum", **french}},
+    })
+
+    for day in (D1, D2, D3):
+        metrics = evaluate_audiences.run(spark, ws, ctx_for(day, lake, tmp_path))
+    assert metrics == {
+        "audiences": 4,
+        "gold_members.size": 1, "gold_members.realized": 0, "gold_members.existing": 1, "gold_members.exited": 1,
+        "french_high_points.size": 1, "french_high_points.realized": 1, "french_high_points.existing": 0,
+        "french_high_points.exited": 0,
+        # no event table yet: no one has events, so no one qualifies
+        **{f"{a}.{m}": 0 for a in ("cart_abandoners", "engaged_readers")
+           for m in ("size", "realized", "existing", "exited")},
+    }
+    expected = {
+        D1: {("gold_members", "p1"): ("realized", D1)},
+        D2: {("gold_members", "p1"): ("existing", D1), ("gold_members", "p2"): ("realized", D2)},
+        D3: {("gold_members", "p1"): ("exited", D3), ("gold_members", "p2"): ("existing", D2),
+             ("french_high_points", "p2"): ("realized", D3)},
+    }
+    assert snapshots(spark, lake) == expected
+
+    # Backfilling day 2 after day 3 reproduces day 2 (from day 1's snapshot) and leaves the others alone.
+    evaluate_audiences.run(spark, ws, ctx_for(D2, lake, tmp_path))
+    assert snapshots(spark, lake) == expected
