@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cdp.settings import JARS_DIR
 
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "spark-log4j2.properties"
+
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -37,6 +39,7 @@ def submit_conf() -> dict[str, str]:
         # Schema changes are made on purpose by the jobs (additive evolution), never merged implicitly.
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}",
         # Python workers must run the interpreter that has pyspark and cdp installed (the venv's),
         # not whatever `python3` comes first on PATH. On a cluster, set PYSPARK_PYTHON to its path there.
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
