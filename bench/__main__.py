@@ -1,6 +1,7 @@
 """`make bench`: run the benchmarks and write bench/results.md.
 
-    python -m bench [--suites generator,ingest] [--rows 1000000,10000000] [--work DIR]
+    python -m bench [--suites generator,ingest,audiences] [--rows 1000000,10000000] [--profiles 1000000]
+                    [--work DIR]
 
 Numbers are for this machine (2 cores, 24 GB); Spark runs local[2].
 """
@@ -19,7 +20,7 @@ from bench.measure import measure
 from cdp.settings import REPO_ROOT
 
 log = logging.getLogger("bench")
-SUITES = ("generator", "ingest")
+SUITES = ("generator", "ingest", "audiences", "identity")
 
 
 def bench_generator(work: Path, persons: int) -> dict[str, float]:
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--suites", default=",".join(SUITES))
     parser.add_argument("--rows", default="1000000,10000000", help="ingest sizes, in landed rows")
+    parser.add_argument("--profiles", default="1000000", help="audience suite sizes, in profiles (10 events each)")
+    parser.add_argument("--identities", default="1000000",
+                        help="identity graph sizes (10000000 is optional: not on a shared machine)")
     parser.add_argument("--work", default=str(REPO_ROOT / "data" / "bench"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -60,6 +64,26 @@ def main(argv: list[str] | None = None) -> int:
         for rows in (int(r) for r in args.rows.split(",")):
             results["ingest"].append(bench_ingest(spark, ws, work, rows))
             log.info("ingest: %s", results["ingest"][-1])
+
+    if "audiences" in suites:
+        from bench.audiences import bench_audiences
+        from cdp.spark import get_session
+
+        spark = get_session("cdp-bench", master="local[2]",
+                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        results["audiences"] = []
+        for n in (int(x) for x in args.profiles.split(",")):
+            results["audiences"] += bench_audiences(spark, work, n)
+            log.info("audiences: %s", results["audiences"])
+    if "identity" in suites:
+        from bench.identity import bench_identity
+        from cdp.spark import get_session
+
+        spark = get_session("cdp-bench", master="local[2]",
+                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
+        results["identity"] = [bench_identity(spark, work, int(n)) for n in args.identities.split(",")]
+        log.info("identity: %s", results["identity"])
 
     lines = [f"# Benchmarks ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
              f"python {platform.python_version()})", ""]

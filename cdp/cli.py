@@ -1,9 +1,10 @@
 """The ``cdp`` command: check a workspace, generate sample data, show a run's report, write the docs.
 
-    cdp validate [WORKSPACE]
+    cdp validate [WORKSPACE] [--lake PATH]
     cdp generate --profiles N --days D --seed S --out DIR [--end-date YYYY-MM-DD]
     cdp report --date YYYY-MM-DD
     cdp docs [--check]
+    cdp audience preview AUDIENCE_ID --date YYYY-MM-DD [--workspace WORKSPACE]
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cdp.errors import WorkspaceError
 from cdp.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:
+    from cdp.workspace.loader import Workspace
 
 
 def _out(text: str) -> None:
@@ -32,9 +37,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
             _out(f"{args.workspace}/{problem}")
         _out(f"{len(exc.problems)} problem(s) found")
         return 1
+    breaking = _schema_changes(ws, args.lake)
+    if breaking:
+        for line in breaking:
+            _out(f"{args.workspace}/{line}")
+        _out(f"{len(breaking)} problem(s) found")
+        return 1
     _out(f"workspace '{ws.config.name}' is valid: {len(ws.schemas)} schemas, {len(ws.datasets)} datasets, "
          f"{len(ws.namespaces)} namespaces, {len(ws.audiences)} audiences, {len(ws.destinations)} destinations")
+    from cdp.audiences import classify_all
+
+    for audience_id, eligibility in classify_all(ws.audiences).items():
+        _out(eligibility.describe(audience_id))
     return 0
+
+
+def _schema_changes(ws: Workspace, lake: str) -> list[str]:
+    """Breaking changes of each dataset's schema against its table in ``lake`` (read from the Delta log)."""
+    from cdp.lake import DATASET, Lake
+    from cdp.schema_evolution import breaking_changes, declared_table_struct, read_delta_schema
+
+    lines = []
+    for name in sorted(ws.datasets):
+        path = Lake(lake).path(DATASET, name)
+        stored = read_delta_schema(path)
+        if stored is None:
+            continue
+        schema = ws.schema_of(name)
+        for field, message in breaking_changes(declared_table_struct(schema), stored):
+            lines.append(f"{ws.files[f'schemas/{schema.name}']}: fields.{field}: {message} "
+                         f"(dataset {name}, table {path})")
+    return lines
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -54,6 +87,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     spark = get_session("cdp-report")
     spark.sparkContext.setLogLevel("ERROR")
     _out(format_report(collect_report(spark, Lake(Settings.from_env().lake), args.date)))
+    return 0
+
+
+def cmd_audience_preview(args: argparse.Namespace) -> int:
+    from cdp.errors import CdpError
+    from cdp.run_context import RunContext
+    from cdp.spark import get_session
+    from cdp.workspace.loader import load_workspace
+    from jobs.evaluate_audiences import preview
+
+    settings = Settings.from_env()
+    ws = load_workspace(args.workspace or settings.workspace)
+    spark = get_session("cdp-audience-preview")
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        size, sample = preview(spark, ws, RunContext(args.date, "preview", settings), args.audience_id)
+    except CdpError as exc:
+        _out(str(exc))
+        return 1
+    _out(f"audience {args.audience_id} on {args.date}: {size} profile(s) (nothing written)")
+    for profile_id in sample:
+        _out(f"  {profile_id}")
     return 0
 
 
@@ -78,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a workspace and list every problem with its file and key")
     p.add_argument("workspace", nargs="?", default=Settings.from_env().workspace)
+    p.add_argument("--lake", default=Settings.from_env().lake,
+                   help="lake whose dataset tables the schemas must stay compatible with (default: CDP_LAKE)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("generate", help="write deterministic sample landed files for the example workspace")
@@ -93,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="summarise a run from the lake")
     p.add_argument("--date", type=dt.date.fromisoformat, required=True)
     p.set_defaults(func=cmd_report)
+
+    audience = sub.add_parser("audience", help="audience tools").add_subparsers(dest="audience_command",
+                                                                                 required=True)
+    p = audience.add_parser("preview", help="size and sample profile ids of an audience, from the current lake, "
+                                            "without writing anything")
+    p.add_argument("audience_id")
+    p.add_argument("--date", type=dt.date.fromisoformat, required=True, help="evaluation date YYYY-MM-DD")
+    p.add_argument("--workspace", default=None, help="workspace folder (default: $CDP_WORKSPACE)")
+    p.set_defaults(func=cmd_audience_preview)
 
     p = sub.add_parser("docs", help="write docs/data_dictionary.md from the table declarations")
     p.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date")

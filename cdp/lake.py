@@ -115,6 +115,54 @@ IDENTITY_MAP = TableSpec(
     ]),
 )
 
+IDENTITY_AUDIT = TableSpec(
+    name="identity_audit",
+    path="identity_audit",
+    description=("Every link and identity that collapse protection dropped for a run date, with the reason: "
+                 "unique_namespace (a link that would put two values of a unique namespace in one person) or "
+                 "identity_cap (an identity beyond guardrails.max_identities_per_graph)."),
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "reason", "namespace", "value", "other_namespace", "other_value"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("component", T.LongType(), False),
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("namespace", T.StringType(), False),
+        T.StructField("value", T.StringType(), False),
+        T.StructField("other_namespace", T.StringType(), True),
+        T.StructField("other_value", T.StringType(), True),
+        T.StructField("seen_date", T.DateType(), True),
+        T.StructField("seen_ts", T.TimestampType(), True),
+        T.StructField("detail", T.StringType(), False),
+    ]),
+    columns=("component: the smallest node id of the connected component before the rules; a dropped link is "
+             "(namespace, value) - (other_namespace, other_value), last seen on seen_date / seen_ts; a dropped "
+             "identity has no other_*"),
+)
+
+PROFILE_ID_CHANGES = TableSpec(
+    name="profile_id_changes",
+    path="profile_id_changes",
+    description=("How profile ids moved since the previous run's identity map: 'merge' (previous_profile_id "
+                 "merged into profile_id, the id first seen earliest surviving) and 'split' (identities of "
+                 "previous_profile_id now in profile_id; the part holding its oldest identity keeps the id)."),
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "profile_id", "previous_profile_id"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("change", T.StringType(), False),
+        T.StructField("profile_id", T.StringType(), False),
+        T.StructField("previous_profile_id", T.StringType(), False),
+        T.StructField("previous_run_date", T.DateType(), False),
+        T.StructField("identities", T.LongType(), False),
+    ]),
+    columns="identities: how many identities of previous_profile_id are now in profile_id",
+)
+
 PROFILES = TableSpec(
     name="profiles",
     path="profiles",
@@ -131,7 +179,8 @@ AUDIENCE_MEMBERSHIP = TableSpec(
     name="audience_membership",
     path="audience_membership",
     description=("Membership per run date, audience and profile: realized (entered this run), existing "
-                 "(still qualifies), exited (left; kept while younger than the retention)."),
+                 "(still qualifies), exited (left; kept while younger than the retention). Created with the "
+                 "Delta change data feed on (delta.enableChangeDataFeed=true): read changes with readChangeFeed."),
     written_by="evaluate_audiences",
     write_mode="overwrite of the run_date partition (replaceWhere)",
     keys=["run_date", "audience_id", "profile_id"],
@@ -143,6 +192,24 @@ AUDIENCE_MEMBERSHIP = TableSpec(
         T.StructField("status", T.StringType(), False),
         T.StructField("last_qualification_time", T.TimestampType(), False),
         T.StructField("status_since", T.DateType(), False),
+    ]),
+)
+
+AUDIENCE_CATALOG = TableSpec(
+    name="audience_catalog",
+    path="audience_catalog",
+    description=("Per run date, every audience evaluated: its name, whether it is streaming-eligible or batch "
+                 "only by the product's rules, and why (so no audience silently falls back to batch)."),
+    written_by="evaluate_audiences",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "audience_id"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("audience_id", T.StringType(), False),
+        T.StructField("name", T.StringType(), False),
+        T.StructField("evaluation", T.StringType(), False),
+        T.StructField("reason", T.StringType(), False),
     ]),
 )
 
@@ -200,8 +267,8 @@ QUALITY_RESULTS = TableSpec(
     ]),
 )
 
-ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, PROFILES, AUDIENCE_MEMBERSHIP,
-              EXPORT_LOG, RUN_METRICS, QUALITY_RESULTS]
+ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
+              PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LOG, RUN_METRICS, QUALITY_RESULTS]
 
 
 @dataclass(frozen=True)

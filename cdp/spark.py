@@ -23,6 +23,10 @@ def get_session(app_name: str, master: str | None = None, extra: dict[str, str] 
     builder = SparkSession.builder.appName(app_name)
     conf = {**submit_conf(), **(extra or {})}
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit: we launch the JVM
+        # Python UDF workers take their interpreter from this variable (read by the Python-side
+        # SparkContext), not from spark.pyspark.python: without it they run `python3` from PATH,
+        # which lacks the venv's pandas and pyarrow.
+        os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
         builder = builder.master(master or os.environ.get("CDP_SPARK_MASTER", "local[*]"))
         conf["spark.jars"] = ",".join(delta_jars())
         conf.setdefault("spark.ui.enabled", "false")

@@ -1,12 +1,16 @@
-"""Resolve identities: link the identities seen together on a record and give each group a profile id.
+"""Resolve identities: link the identities seen together on a record and give each person a stable profile id.
 
-Every identity-enabled dataset contributes its records' identities (normalised, per namespace).
-Identities on the same record are linked; the connected components of the resulting graph are the
-profiles. A profile's id is derived from its *anchor* identity (the identity of the highest
-priority namespace), so that it is deterministic for a given graph.
+Every identity-enabled dataset contributes its records' identities. Values are normalised once per
+distinct value (:func:`cdp.identities.transform_normalize_values`: e-mails lower-cased, phones in
+E.164, blocked values dropped and counted per reason). Identities on the same record are linked,
+each link with the time it was last seen; the connected components of the graph are the persons,
+after collapse protection (:mod:`cdp.identity_rules`) inside the components that need it. A person
+keeps the profile id of the previous run's identity map (the older id survives a merge; the part
+holding the oldest identity keeps it through a split); a new person's id derives from its anchor
+identity (the identity of the highest priority namespace).
 
-Writes the ``identity_map`` slice of the run date. Run as ``spark-submit jobs/resolve_identities.py
---run-date YYYY-MM-DD``.
+Writes the ``identity_map``, ``identity_audit`` and ``profile_id_changes`` slices of the run date.
+Run as ``spark-submit jobs/resolve_identities.py --run-date YYYY-MM-DD``.
 """
 
 from __future__ import annotations
@@ -18,15 +22,24 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from cdp.datasets import read_dataset_as_of
-from cdp.delta_io import create_table_if_absent, read_table, record_metrics, replace_slice
+from cdp.delta_io import (
+    create_table_if_absent,
+    latest_partition_before,
+    read_table,
+    record_metrics,
+    replace_slice,
+    table_exists,
+)
 from cdp.errors import CdpError
 from cdp.graph import connected_components
-from cdp.identities import normalize
-from cdp.lake import IDENTITY_MAP, Lake, TableSpec, date_literal
+from cdp.identities import transform_normalize_values
+from cdp.identity_rules import NODE_COLUMNS, REPLAYED, transform_collapse
+from cdp.lake import IDENTITY_AUDIT, IDENTITY_MAP, PROFILE_ID_CHANGES, Lake, TableSpec, date_literal
 from cdp.run_context import RunContext, job_parser, parse_job_args
-from cdp.schemas import BATCH_DATE
+from cdp.schemas import BATCH_DATE, RECORD_TS
 from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 from cdp.workspace.models import Namespace, SchemaSpec
@@ -38,12 +51,13 @@ PROFILE_ID_LENGTH = 20  # hex characters of the anchor's SHA-256
 
 IDENTITY = T.StructType([
     T.StructField("namespace", T.StringType(), True),
-    T.StructField("value", T.StringType(), True),
+    T.StructField("raw", T.StringType(), True),
 ])
 # What transform_record_identities returns, whatever the dataset.
 RECORD_IDENTITIES = T.StructType([
     T.StructField("identities", T.ArrayType(IDENTITY, False), False),
     T.StructField(BATCH_DATE, T.DateType(), True),
+    T.StructField(RECORD_TS, T.TimestampType(), True),
 ])
 
 
@@ -54,22 +68,39 @@ class IdentityCollisionError(CdpError):
 # ---------------------------------------------------------------- transforms
 
 
-def transform_record_identities(df: DataFrame, schema: SchemaSpec, namespaces: Mapping[str, Namespace]) -> DataFrame:
-    """The identities of each record: ``identities`` (array of (namespace, value), distinct, nulls
-    dropped, the primary identity first) and ``_batch_date``. Records without any identity are dropped.
+def transform_record_identities(df: DataFrame, schema: SchemaSpec) -> DataFrame:
+    """The identities of each record as written: ``identities`` (array of (namespace, raw), nulls dropped,
+    the primary identity first), ``_batch_date`` and ``_record_ts``. Records without any identity are dropped.
     """
     fields = sorted(schema.identity_fields, key=lambda f: not (f.identity and f.identity.primary))
     structs = []
     for f in fields:
         assert f.identity is not None
-        namespace = f.identity.namespace
-        value = normalize(namespaces[namespace].type, F.col(f.name))
-        structs.append(F.struct(F.lit(namespace).alias("namespace"), value.alias("value")).cast(IDENTITY))
+        structs.append(F.struct(F.lit(f.identity.namespace).alias("namespace"), F.col(f.name).alias("raw"))
+                       .cast(IDENTITY))
     if not structs:
         return df.sparkSession.createDataFrame([], RECORD_IDENTITIES)
-    present = F.array_distinct(F.filter(F.array(*structs), lambda s: s["value"].isNotNull()))
-    return (df.select(present.alias("identities"), F.col(BATCH_DATE))
+    present = F.filter(F.array(*structs), lambda s: s["raw"].isNotNull())
+    return (df.select(present.alias("identities"), F.col(BATCH_DATE), F.col(RECORD_TS))
             .where(F.size("identities") > 0))
+
+
+def transform_occurrences(records: DataFrame, normalized: DataFrame) -> DataFrame:
+    """Each linkable identity of each record: ``record``, ``pos``, ``namespace``, ``value``, dates.
+
+    ``records`` has a ``record`` id column; ``normalized`` comes from
+    :func:`cdp.identities.transform_normalize_values` (dropped values are left out here).
+    """
+    exploded = records.select("record", F.posexplode("identities").alias("pos", "i"), BATCH_DATE, RECORD_TS)
+    return (exploded.select("record", "pos", F.col("i.namespace").alias("namespace"), F.col("i.raw").alias("raw"),
+                            BATCH_DATE, RECORD_TS)
+            .join(normalized.where(F.col("value").isNotNull()), ["namespace", "raw"])
+            .select("record", "pos", "namespace", "value", BATCH_DATE, RECORD_TS))
+
+
+def distinct_raw_values(records: DataFrame) -> DataFrame:
+    """The distinct ``(namespace, raw)`` values of the records: what normalisation runs on."""
+    return records.select(F.explode("identities").alias("i")).select("i.namespace", "i.raw").distinct()
 
 
 def node_id(namespace: Column, value: Column) -> Column:
@@ -77,28 +108,29 @@ def node_id(namespace: Column, value: Column) -> Column:
     return F.xxhash64(namespace, value)
 
 
-def transform_identities(records: DataFrame) -> DataFrame:
+def transform_identities(occurrences: DataFrame) -> DataFrame:
     """Every distinct identity with its node id and the first and last batch date it was seen on."""
-    exploded = records.select(F.explode("identities").alias("i"), F.col(BATCH_DATE))
-    return (exploded.groupBy(F.col("i.namespace").alias("namespace"), F.col("i.value").alias("value"))
+    return (occurrences.groupBy("namespace", "value")
             .agg(F.min(BATCH_DATE).alias("first_seen"), F.max(BATCH_DATE).alias("last_seen"))
             .select("namespace", "value", node_id(F.col("namespace"), F.col("value")).alias("node_id"),
                     "first_seen", "last_seen"))
 
 
-def transform_links(records: DataFrame) -> DataFrame:
-    """Distinct undirected edges ``(src, dst)``, src < dst: each record's first identity to each other one.
+def transform_links(occurrences: DataFrame) -> DataFrame:
+    """Distinct undirected links ``(src, dst, seen_date, seen_ts)``, src < dst: each record's first identity
+    to each other one, with the latest (batch date, record time) the link was seen on.
 
-    A star per record (k identities, k - 1 edges) connects the record as well as a clique would.
+    A star per record (k identities, k - 1 links) connects the record as well as a clique would.
     """
-    first = F.col("identities")[0]
-    others = F.slice("identities", 2, F.greatest(F.size("identities") - 1, F.lit(1)))
-    pairs = (records.where(F.size("identities") > 1)
-             .select(node_id(first["namespace"], first["value"]).alias("a"), F.explode(others).alias("o"))
-             .select("a", node_id(F.col("o.namespace"), F.col("o.value")).alias("b")))
+    first = F.first(node_id(F.col("namespace"), F.col("value"))).over(
+        Window.partitionBy("record").orderBy("pos").rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    pairs = occurrences.select(first.alias("a"), node_id(F.col("namespace"), F.col("value")).alias("b"),
+                               BATCH_DATE, RECORD_TS)
+    seen = F.max(F.struct(F.col(BATCH_DATE).alias("d"), F.col(RECORD_TS).alias("t")))
     return (pairs.where(F.col("a") != F.col("b"))
-            .select(F.least("a", "b").alias("src"), F.greatest("a", "b").alias("dst"))
-            .distinct())
+            .groupBy(F.least("a", "b").alias("src"), F.greatest("a", "b").alias("dst"))
+            .agg(seen.alias("seen"))
+            .select("src", "dst", F.col("seen.d").alias("seen_date"), F.col("seen.t").alias("seen_ts")))
 
 
 def _priority(priorities: Mapping[str, int], namespace: Column) -> Column:
@@ -113,32 +145,123 @@ def profile_id_of(namespace: Column, value: Column) -> Column:
     return F.substring(F.sha2(F.concat(namespace, F.lit(":"), value), 256), 1, PROFILE_ID_LENGTH)
 
 
+def _anchors(members: DataFrame, priorities: Mapping[str, int]) -> DataFrame:
+    """``(component, anchor)``: the identity of the highest priority, then namespace code, then smallest value."""
+    # min of a struct orders field by field: highest priority (negated) first, then code, then value.
+    key = F.struct((-_priority(priorities, F.col("namespace"))).alias("rank"), F.col("namespace"), F.col("value"))
+    return members.groupBy("component").agg(F.min(key).alias("anchor"))
+
+
 def transform_anchor_profile_ids(members: DataFrame, priorities: Mapping[str, int]) -> DataFrame:
     """``(component, profile_id)`` for each component of ``members`` (component, namespace, value).
 
     The anchor is the identity of the highest namespace priority, ties broken by namespace code,
     then by the smallest value; the profile id is derived from it (see :func:`profile_id_of`).
-    Stable ids across merges and splits will replace this function.
     """
-    # min of a struct orders field by field: highest priority (negated) first, then code, then value.
-    key = F.struct((-_priority(priorities, F.col("namespace"))).alias("rank"), F.col("namespace"), F.col("value"))
-    anchors = members.groupBy("component").agg(F.min(key).alias("anchor"))
-    return anchors.select("component", profile_id_of(F.col("anchor.namespace"), F.col("anchor.value"))
-                          .alias("profile_id"))
+    return _anchors(members, priorities).select(
+        "component", profile_id_of(F.col("anchor.namespace"), F.col("anchor.value")).alias("profile_id"))
 
 
-def transform_identity_map(identities: DataFrame, components: DataFrame, priorities: Mapping[str, int],
-                           run_date: dt.date) -> DataFrame:
-    """The identity map rows of the run date, in the column order of ``identity_map``.
+def transform_stable_profile_ids(members: DataFrame, previous: DataFrame | None, priorities: Mapping[str, int],
+                                 run_date: dt.date) -> tuple[DataFrame, DataFrame]:
+    """``(component, profile_id)`` and the changes since ``previous`` (the previous run's identity map).
 
-    ``identities`` comes from :func:`transform_identities`, ``components`` (id, component) from
-    :func:`cdp.graph.connected_components` over the links.
+    ``members`` has ``component``, ``namespace``, ``value``. A previous profile is *homed* in the
+    component holding its oldest identity (first seen earliest, then namespace, then value); a
+    component keeps, of the previous profiles homed in it, the one first seen earliest (ties: the
+    smallest id). A component without one gets its anchor's id (:func:`profile_id_of`), or, when that
+    id was already used, the anchor's id salted with the run date. Changes (``change``,
+    ``profile_id``, ``previous_profile_id``, ``identities``): ``merge`` for the other previous
+    profiles homed in a component, ``split`` for the identities of a previous profile that ended
+    outside its home.
     """
-    members = identities.join(components, identities["node_id"] == components["id"]).drop("id")
-    profile_ids = transform_anchor_profile_ids(members.select("component", "namespace", "value"), priorities)
-    return (members.join(profile_ids, "component")
+    anchors = _anchors(members, priorities)
+    fresh = profile_id_of(F.col("anchor.namespace"), F.col("anchor.value"))
+    changes_schema = "change string, profile_id string, previous_profile_id string, identities long"
+    if previous is None:
+        ids = anchors.select("component", fresh.alias("profile_id"))
+        return ids, members.sparkSession.createDataFrame([], changes_schema)
+
+    prev = previous.select("namespace", "value", F.col("profile_id").alias("prev_id"),
+                           F.col("first_seen").alias("prev_first_seen"))
+    carried = members.select("component", "namespace", "value").join(prev, ["namespace", "value"])
+    homes = (carried.groupBy("prev_id")
+             .agg(F.min(F.struct("prev_first_seen", "namespace", "value", "component")).alias("oldest"))
+             .select("prev_id", F.col("oldest.component").alias("home"), F.col("oldest.prev_first_seen").alias("age")))
+    kept = (homes.groupBy(F.col("home").alias("component"))
+            .agg(F.min(F.struct("age", "prev_id")).alias("k"))
+            .select("component", F.col("k.prev_id").alias("kept_id")))
+    used = prev.select(F.col("prev_id").alias("fresh_id")).distinct().withColumn("used", F.lit(True))
+    salted = F.substring(F.sha2(F.concat(F.col("anchor.namespace"), F.lit(":"), F.col("anchor.value"),
+                                         F.lit(f"@{run_date.isoformat()}")), 256), 1, PROFILE_ID_LENGTH)
+    ids = (anchors.withColumn("fresh_id", fresh)
+           .join(kept, "component", "left")
+           .join(used, "fresh_id", "left")
+           .select("component", F.coalesce(F.col("kept_id"),
+                                           F.when(F.col("used"), salted).otherwise(F.col("fresh_id")))
+                   .alias("profile_id")))
+    moved = (carried.groupBy("component", "prev_id").agg(F.count(F.lit(1)).alias("identities"))
+             .join(ids, "component").join(homes, "prev_id")
+             .where(F.col("profile_id") != F.col("prev_id")))
+    changes = moved.select(F.when(F.col("component") == F.col("home"), F.lit("merge")).otherwise(F.lit("split"))
+                           .alias("change"), "profile_id", F.col("prev_id").alias("previous_profile_id"),
+                           "identities")
+    return ids, changes
+
+
+def transform_members(identities: DataFrame, components: DataFrame, namespaces: Mapping[str, Namespace]) -> DataFrame:
+    """The identities with their component, namespace priority and unique flag (:data:`NODE_COLUMNS`)."""
+    priorities = {code: ns.priority for code, ns in namespaces.items()}
+    unique = sorted(code for code, ns in namespaces.items() if ns.unique)
+    is_unique = F.col("namespace").isin(unique) if unique else F.lit(False)
+    return (identities.join(components, identities["node_id"] == components["id"]).drop("id")
+            .select("component", "node_id", "namespace", "value",
+                    _priority(priorities, F.col("namespace")).alias("priority"), is_unique.alias("unique"),
+                    "first_seen", "last_seen"))
+
+
+def transform_persons(members: DataFrame, replayed: DataFrame) -> DataFrame:
+    """``members`` with ``component`` replaced by the person after collapse protection."""
+    labels = replayed.where(F.col("reason").isNull()).select("node_id", "label")
+    return (members.join(labels, "node_id", "left")
+            .withColumn("component", F.coalesce(F.col("label"), F.col("component"))).drop("label")
+            .select(*NODE_COLUMNS))
+
+
+def transform_identity_map(persons: DataFrame, profile_ids: DataFrame, run_date: dt.date) -> DataFrame:
+    """The identity map rows of the run date, in the column order of ``identity_map``."""
+    return (persons.join(profile_ids, "component")
             .select(F.lit(run_date).alias("run_date"), "namespace", "value", "node_id", "profile_id",
                     "first_seen", "last_seen"))
+
+
+def transform_audit(replayed: DataFrame, run_date: dt.date) -> DataFrame:
+    """The dropped links and identities of the replay, in the column order of ``identity_audit``."""
+    columns = [f.name for f in REPLAYED.fields if f.name not in ("node_id", "label")]
+    return replayed.where(F.col("reason").isNotNull()).select(F.lit(run_date).alias("run_date"), *columns)
+
+
+def resolve(records: DataFrame, namespaces: Mapping[str, Namespace], cap: int, previous: DataFrame | None,
+            run_date: dt.date) -> dict[str, DataFrame]:
+    """The whole resolution as DataFrames: ``normalized``, ``identities``, ``links``, ``replayed``,
+    ``identity_map``, ``audit`` and ``changes`` (see the transforms). ``records`` as returned by
+    :func:`transform_record_identities` (unioned over datasets).
+    """
+    numbered = records.withColumn("record", F.monotonically_increasing_id()).persist()
+    normalized = transform_normalize_values(distinct_raw_values(numbered), namespaces).persist()
+    occurrences = transform_occurrences(numbered, normalized).persist()
+    identities = transform_identities(occurrences).persist()
+    links = transform_links(occurrences).persist()
+    components = connected_components(links.select("src", "dst"), identities.select(F.col("node_id").alias("id")))
+    members = transform_members(identities, components, namespaces).persist()
+    replayed = transform_collapse(members, links, cap).persist()
+    persons = transform_persons(members, replayed)
+    priorities = {code: ns.priority for code, ns in namespaces.items()}
+    ids, changes = transform_stable_profile_ids(persons, previous, priorities, run_date)
+    return {"normalized": normalized, "occurrences": occurrences, "identities": identities, "links": links,
+            "members": members, "replayed": replayed, "persons": persons,
+            "identity_map": transform_identity_map(persons, ids, run_date),
+            "audit": transform_audit(replayed, run_date), "changes": changes, "records": numbered}
 
 
 # ---------------------------------------------------------------- checks and I/O
@@ -166,39 +289,67 @@ def write_slice(spark: SparkSession, df: DataFrame, lake: Lake, table: TableSpec
     return path
 
 
+def read_previous_map(spark: SparkSession, lake: Lake, run_date: dt.date) -> tuple[DataFrame | None, dt.date | None]:
+    """The identity map of the latest run date before ``run_date`` (None when there is none)."""
+    path = lake.path(IDENTITY_MAP)
+    if not table_exists(spark, path):
+        return None, None
+    table = read_table(spark, path)
+    previous = latest_partition_before(table, "run_date", run_date)
+    if previous is None:
+        return None, None
+    return table.where(F.col("run_date") == F.lit(previous)), previous
+
+
+def dropped_metrics(normalized: DataFrame) -> dict[str, int]:
+    """``dropped.<namespace>.<reason>``: how many distinct values of each namespace were not linked, and why."""
+    rows = normalized.where(F.col("reason").isNotNull()).groupBy("namespace", "reason").count().collect()
+    return {f"dropped.{r['namespace']}.{r['reason']}": int(r["count"]) for r in rows}
+
+
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
-    """Resolve the identities of every identity-enabled dataset as of the run date; write the identity map."""
-    parts = [transform_record_identities(read_dataset_as_of(spark, ctx.lake, ws, d.name, ctx.run_date),
-                                         ws.schema_of(d.name), ws.namespaces)
-             for d in ws.identity_datasets]
+    """Resolve the identities of every identity-enabled dataset as of the run date; write the identity map,
+    the audit of the links and identities collapse protection dropped, and the profile id changes."""
     records = spark.createDataFrame([], RECORD_IDENTITIES)
-    for part in parts:
-        records = records.unionByName(part)
-    # Both the identities and the links read the records; the graph and the map read both again.
-    records = records.persist()
-    identities = transform_identities(records).persist()
-    links = transform_links(records).persist()
+    for d in ws.identity_datasets:
+        records = records.unionByName(transform_record_identities(
+            read_dataset_as_of(spark, ctx.lake, ws, d.name, ctx.run_date), ws.schema_of(d.name)))
+    previous, previous_date = read_previous_map(spark, ctx.lake, ctx.run_date)
+    cap = ws.config.guardrails.max_identities_per_graph
+    out = resolve(records, ws.namespaces, cap, previous, ctx.run_date)
     try:
-        identity_count = check_no_hash_collisions(identities)
-        link_count = links.count()
-        components = connected_components(links, identities.select(F.col("node_id").alias("id")))
-        priorities = {code: ns.priority for code, ns in ws.namespaces.items()}
-        identity_map = transform_identity_map(identities, components, priorities, ctx.run_date)
-        path = write_slice(spark, identity_map, ctx.lake, IDENTITY_MAP, ctx.run_date)
+        identity_count = check_no_hash_collisions(out["identities"])
+        link_count = out["links"].count()
+        metrics = dropped_metrics(out["normalized"])
+        path = write_slice(spark, out["identity_map"], ctx.lake, IDENTITY_MAP, ctx.run_date)
+        write_slice(spark, out["audit"], ctx.lake, IDENTITY_AUDIT, ctx.run_date)
+        previous_run = F.lit(previous_date).cast(T.DateType()).alias("previous_run_date")
+        changes = out["changes"].select(F.lit(ctx.run_date).alias("run_date"), "change", "profile_id",
+                                        "previous_profile_id", previous_run, "identities")
+        write_slice(spark, changes, ctx.lake, PROFILE_ID_CHANGES, ctx.run_date)
     finally:
-        for df in (links, identities, records):
-            df.unpersist()
+        for name in ("replayed", "members", "links", "identities", "occurrences", "normalized", "records"):
+            out[name].unpersist()
 
     written = read_table(spark, path).where(F.col("run_date") == F.lit(ctx.run_date))
     sizes = written.groupBy("profile_id").count()
     row = sizes.agg(F.count(F.lit(1)).alias("profiles"), F.max("count").alias("largest")).first()
     assert row is not None
-    return {
+    audit = read_table(spark, ctx.lake.path(IDENTITY_AUDIT)).where(F.col("run_date") == F.lit(ctx.run_date))
+    audited = {r["reason"]: int(r["count"]) for r in audit.groupBy("reason").count().collect()}
+    moved = read_table(spark, ctx.lake.path(PROFILE_ID_CHANGES)).where(F.col("run_date") == F.lit(ctx.run_date))
+    changed = {r["change"]: int(r["count"]) for r in moved.groupBy("change").count().collect()}
+    metrics.update({
         "identities": identity_count,
         "links": link_count,
         "profiles": int(row["profiles"]),
         "max_identities_per_profile": int(row["largest"] or 0),
-    }
+        "links_dropped": audited.get("unique_namespace", 0),
+        "identities_dropped": audited.get("identity_cap", 0),
+        "profile_merges": changed.get("merge", 0),
+        "profile_splits": changed.get("split", 0),
+    })
+    return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> None:

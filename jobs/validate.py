@@ -46,12 +46,17 @@ import csv
 import datetime as dt
 import logging
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -62,8 +67,9 @@ from cdp.datasets import STORED_BATCH_DATE, STORED_ID, stored_event_ids
 from cdp.delta_io import record_metrics, replace_slice
 from cdp.errors import BatchRejectedError, CdpError, LandingError
 from cdp.identities import normalize
-from cdp.lake import BATCH_LEDGER, QUARANTINE, STAGING, date_literal
+from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, STAGING, date_literal
 from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.schema_evolution import check_against_table
 from cdp.schemas import BATCH_DATE, RECORD_TS, ROW_NUMBER, SOURCE_FILE, dataset_struct, spark_type
 from cdp.settings import Settings
 from cdp.spark import get_session
@@ -142,43 +148,103 @@ class UnreadableFile:
 
 
 def landing_folder(settings: Settings, dataset: DatasetSpec, run_date: dt.date) -> str:
-    """The folder a dataset's files land in for a run date."""
-    return f"{settings.landing.rstrip('/')}/{dataset.source.path.format(date=run_date.isoformat())}"
+    """The folder a dataset's files land in for a run date (``s3://bucket/prefix`` for an S3 source)."""
+    relative = dataset.source.path.format(date=run_date.isoformat()).strip("/")
+    if dataset.source.type == "s3":
+        return f"s3://{dataset.source.bucket}/{relative}"
+    return f"{settings.landing.rstrip('/')}/{relative}"
+
+
+def _landed_name(name: str) -> bool:
+    """Whether a file name is data (not hidden, not a marker such as ``_SUCCESS`` or ``.crc``)."""
+    return bool(name) and not name.startswith((".", "_"))
 
 
 def list_landed_files(settings: Settings, dataset: DatasetSpec, run_date: dt.date) -> list[str]:
-    """The files landed for a dataset and run date, sorted by path.
+    """The files landed for a dataset and run date, sorted by path (``s3://`` URIs for an S3 source).
 
     Hidden files and markers (``.crc``, ``_SUCCESS``) and sub-folders are skipped. A missing
     folder means nothing landed that day: a warning, not an error, so a quiet day does not fail
     the run.
     """
     folder = landing_folder(settings, dataset, run_date)
+    if dataset.source.type == "s3":
+        return _list_s3(dataset, folder)
     scheme = urlparse(folder).scheme
-    if dataset.source.type != "local" or scheme not in ("", "file"):
-        raise LandingError(f"dataset {dataset.name}: cannot list {folder}: only local landing folders are "
-                           "supported so far (source.type: local)")
+    if scheme not in ("", "file"):
+        raise LandingError(f"dataset {dataset.name}: cannot list {folder}: a local source needs a local landing "
+                           "root (use source.type: s3 with a bucket for S3)")
     local = Path(urlparse(folder).path if scheme == "file" else folder)
     if not local.is_dir():
         log.warning("dataset %s: landing folder %s does not exist: no files for %s", dataset.name, local, run_date)
         return []
-    files = sorted(str(p) for p in local.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    files = sorted(str(p) for p in local.iterdir() if p.is_file() and _landed_name(p.name))
     if not files:
         log.warning("dataset %s: landing folder %s is empty", dataset.name, local)
     return files
 
 
+def _s3_client() -> Any:  # boto3 ships no type stubs
+    """An S3 client configured from the environment (AWS_* variables, including AWS_ENDPOINT_URL)."""
+    return boto3.client("s3")
+
+
+def _list_s3(dataset: DatasetSpec, folder: str) -> list[str]:
+    parsed = urlparse(folder)
+    bucket, prefix = parsed.netloc, parsed.path.lstrip("/") + "/"
+    uris: list[str] = []
+    try:
+        for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix):]
+                if "/" not in name and _landed_name(name):  # objects "in sub-folders" are not the day's files
+                    uris.append(f"s3://{bucket}/{obj['Key']}")
+    except (BotoCoreError, ClientError) as exc:
+        raise LandingError(f"dataset {dataset.name}: cannot list {folder}: {exc} (check the bucket name in the "
+                           "dataset's source and the AWS_* environment variables)") from exc
+    if not uris:
+        log.warning("dataset %s: nothing landed under %s", dataset.name, folder)
+    return sorted(uris)
+
+
+def download_landed_files(dataset: DatasetSpec, uris: Sequence[str], cache: Path) -> dict[str, str]:
+    """Local copies of landed files: ``{listed path: local path}``.
+
+    Local files are read where they are. S3 objects are downloaded into ``cache`` (keeping their
+    key as the relative path) so that every format is read by the same local code; records keep
+    the ``s3://`` URI as their source file.
+    """
+    local: dict[str, str] = {}
+    client: Any = None
+    for uri in uris:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3":
+            local[uri] = uri
+            continue
+        client = client or _s3_client()
+        target = cache / parsed.netloc / parsed.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            client.download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
+        except (BotoCoreError, ClientError) as exc:
+            raise LandingError(f"dataset {dataset.name}: cannot download {uri}: {exc}") from exc
+        local[uri] = str(target)
+    return local
+
+
 # ---------------------------------------------------------------- reading (I/O)
 
 
-def read_text_lines(spark: SparkSession, files: Sequence[str]) -> DataFrame:
+def read_text_lines(spark: SparkSession, files: Sequence[str], local: Mapping[str, str] | None = None) -> DataFrame:
     """Every physical line of text files: ``_source_file`` (as listed), ``_mono`` (orders lines in a file), ``value``.
 
-    Each file is read on its own so that its path is exactly the listed one. Spark's text reader
-    splits on LF, CRLF and CR and keeps invalid UTF-8 bytes (cleaned in transform_number_lines).
+    Each file is read on its own (from its local copy in ``local``, when given) so that its path is
+    exactly the listed one. Spark's text reader splits on LF, CRLF and CR and keeps invalid UTF-8
+    bytes (cleaned in transform_number_lines).
     """
+    local = local or {}
     frames = [
-        spark.read.text(path).select(
+        spark.read.text(local.get(path, path)).select(
             F.lit(path).alias(SOURCE_FILE),
             # partition index << 33 + position in the partition: numbers lines without a Python round trip
             F.monotonically_increasing_id().alias(_MONO),
@@ -197,13 +263,15 @@ def _java_cause(exc: Exception) -> str:
     return reason.strip()[:300]
 
 
-def read_parquet_file(spark: SparkSession, path: str) -> DataFrame | UnreadableFile:
+def read_parquet_file(spark: SparkSession, path: str, local_path: str | None = None) -> DataFrame | UnreadableFile:
     """One Parquet file with ``_source_file`` and 1-based ``_row_number`` appended, or why it cannot be read.
 
-    Reading the footer (schema inference) is what fails for a truncated or non-Parquet file.
+    ``path`` is the listed path (the source file of the records), ``local_path`` where to read it
+    when that differs. Reading the footer (schema inference) is what fails for a truncated or
+    non-Parquet file.
     """
     try:
-        df = spark.read.parquet(path)
+        df = spark.read.parquet(local_path or path)
         data_columns = [F.col(f"`{c}`") for c in df.columns]
         return df.select(*data_columns, F.lit(path).alias(SOURCE_FILE),
                          (F.col("_metadata.row_index") + 1).alias(ROW_NUMBER))
@@ -213,20 +281,24 @@ def read_parquet_file(spark: SparkSession, path: str) -> DataFrame | UnreadableF
         return UnreadableFile(path, f"file cannot be read as Parquet: {cause}")
 
 
-def read_records(spark: SparkSession, dataset: DatasetSpec, schema: SchemaSpec,
-                 files: Sequence[str]) -> tuple[DataFrame, list[UnreadableFile]]:
-    """The landed records of a dataset in the parsed layout, and the files that could not be read."""
+def read_records(spark: SparkSession, dataset: DatasetSpec, schema: SchemaSpec, files: Sequence[str],
+                 local: Mapping[str, str] | None = None) -> tuple[DataFrame, list[UnreadableFile]]:
+    """The landed records of a dataset in the parsed layout, and the files that could not be read.
+
+    ``local`` maps a listed path to the local copy to read (see download_landed_files).
+    """
+    local = local or {}
     unreadable: list[UnreadableFile] = []
     frames: list[DataFrame] = []
     if files and dataset.format == "parquet":
         for path in files:
-            read = read_parquet_file(spark, path)
+            read = read_parquet_file(spark, path, local.get(path))
             if isinstance(read, UnreadableFile):
                 unreadable.append(read)
             else:
                 frames.append(transform_parquet(read, schema))
     elif files:
-        lines = transform_number_lines(read_text_lines(spark, files))
+        lines = transform_number_lines(read_text_lines(spark, files, local))
         if dataset.format == "jsonl":
             frames.append(transform_jsonl(lines, schema))
         else:
@@ -506,7 +578,7 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
         if spec.identity is not None:
             namespace = namespaces.get(spec.identity.namespace)
             if namespace is not None and namespace.pattern is not None:
-                normalized = normalize(namespace.type, value)
+                normalized = normalize(namespace.type, value, namespace.default_region)
                 checks.append(F.when(normalized.isNotNull() & ~_full_match(normalized, namespace.pattern), _reason(
                     BAD_IDENTITY_FORMAT, spec.name, F.format_string(
                         f"identity value '%s' does not match the pattern of namespace {namespace.code} "
@@ -643,20 +715,36 @@ def rejection_message(dataset: str, read: int, quarantined: int, allowed: float,
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> dict[str, int]:
     """Validate a dataset's landed files for ``ctx.run_date``; write staging, quarantine and ledger slices.
 
-    Raises BatchRejectedError (after writing everything and recording the metrics) when the
-    quarantined share exceeds ``guardrails.max_rejected_share``.
+    Raises SchemaEvolutionError (before writing anything) when the declared schema breaks the
+    dataset's stored table, and BatchRejectedError (after writing everything and recording the
+    metrics) when the quarantined share exceeds ``guardrails.max_rejected_share``. Files of an S3
+    source are downloaded to a temporary folder for the run and removed afterwards.
     """
     if dataset not in ws.datasets:
         raise CdpError(f"dataset '{dataset}' is not defined in workspace {ws.config.name} "
                        f"(datasets: {', '.join(sorted(ws.datasets))})")
     spec = ws.datasets[dataset]
     schema = ws.schema_of(dataset)
+    # Refused before anything is written: a breaking change would fail (or corrupt) the MERGE later.
+    check_against_table(schema, ctx.lake.path(DATASET, dataset), dataset,
+                        ws.files.get(f"schemas/{schema.name}", f"schemas/{schema.name}.yaml"))
+    files = list_landed_files(ctx.settings, spec, ctx.run_date)
+    # S3 objects are read from local copies; every Spark action on them happens before the cleanup below.
+    cache = Path(tempfile.mkdtemp(prefix=f"cdp-landing-{dataset}-"))
+    try:
+        return _validate(spark, ws, ctx, dataset, files, download_landed_files(spec, files, cache))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str, files: Sequence[str],
+              local: Mapping[str, str]) -> dict[str, int]:
+    spec = ws.datasets[dataset]
+    schema = ws.schema_of(dataset)
     guardrails = ws.config.guardrails
     run_date = ctx.run_date
     lake = ctx.lake
-
-    files = list_landed_files(ctx.settings, spec, run_date)
-    parsed, unreadable = read_records(spark, spec, schema, files)
+    parsed, unreadable = read_records(spark, spec, schema, files, local)
     # Counting, staging and quarantine all read the checked records: compute them once.
     stored = stored_event_ids(spark, lake, schema, dataset, before=run_date)
     checked = transform_check(parsed, schema, guardrails, ws.namespaces, run_date, stored).persist()

@@ -15,6 +15,7 @@ one :class:`~cdp.errors.WorkspaceError` listing all of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +26,19 @@ from pydantic import BaseModel, ValidationError
 
 from cdp.errors import WorkspaceError, WorkspaceProblem
 from cdp.workspace.models import (
+    AttributeCondition,
     AudienceSpec,
     DatasetSpec,
     DestinationSpec,
+    EventCondition,
     FieldSpec,
     LocalFileDestination,
     Namespace,
     NamespacesFile,
+    RecencyCondition,
     Rule,
     SchemaSpec,
+    SequenceStep,
     WorkspaceFile,
 )
 
@@ -128,6 +133,15 @@ def _parse(model: type[M], data: Any, rel: str, problems: list[WorkspaceProblem]
         return None
 
 
+def _regex_error(pattern: str) -> str | None:
+    """Why a regex (matched by Spark, whose Java syntax is close to Python's for these) does not compile."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return str(exc)
+    return None
+
+
 def _yaml_files(folder: Path) -> Iterator[Path]:
     if folder.is_dir():
         yield from sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
@@ -156,6 +170,9 @@ def load_workspace(root: str | Path) -> Workspace:
                 problems.append(WorkspaceProblem("namespaces.yaml", f"namespaces.{i}.code",
                                                  f"namespace '{ns.code}' is declared twice"))
             namespaces[ns.code] = ns
+            if ns.pattern is not None and (error := _regex_error(ns.pattern)):
+                problems.append(WorkspaceProblem("namespaces.yaml", f"namespaces.{i}.pattern",
+                                                 f"is not a valid regular expression: {error}"))
     else:
         problems.append(WorkspaceProblem("namespaces.yaml", "", "is missing"))
 
@@ -187,6 +204,10 @@ def load_workspace(root: str | Path) -> Workspace:
 
     if config is None:
         raise WorkspaceError(problems or [WorkspaceProblem("workspace.yaml", "", "is invalid")])
+    for i, blocked in enumerate(config.guardrails.blocked_patterns):
+        if error := _regex_error(blocked):
+            problems.append(WorkspaceProblem("workspace.yaml", f"guardrails.blocked_patterns.{i}",
+                                             f"is not a valid regular expression: {error}"))
 
     ws = Workspace(root, config, namespaces, schemas, datasets, audiences, destinations, files, frozenset(broken))
     problems.extend(check_workspace(ws))
@@ -215,6 +236,10 @@ def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
         if "{date}" not in dataset.source.path:
             problems.append(WorkspaceProblem(rel, "source.path",
                                              "must contain {date} so that each run reads its own day"))
+        if dataset.source.type == "s3" and not dataset.source.bucket:
+            problems.append(WorkspaceProblem(rel, "source.bucket", "is required for source.type s3"))
+        elif dataset.source.type == "local" and dataset.source.bucket is not None:
+            problems.append(WorkspaceProblem(rel, "source.bucket", "applies to source.type s3 only"))
     # Attribute checks need every schema and dataset: with one of them broken, they would report
     # its fields as unknown everywhere. The broken file's own problems come first; fix, then re-check.
     attributes_known = not any(d.schema_ not in ws.schemas for d in ws.datasets.values()) and not any(
@@ -239,6 +264,7 @@ def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
 
     for audience in ws.audiences.values():
         problems.extend(_check_rule(ws, audience.rule, ws.files[f"audiences/{audience.id}"], "rule"))
+    problems.extend(audience_cycles(ws))
 
     for dest in ws.destinations.values():
         rel = ws.files[f"destinations/{dest.name}"]
@@ -305,36 +331,162 @@ def _check_rule(ws: Workspace, rule: Rule, rel: str, path: str) -> list[Workspac
         problems.extend(_check_rule(ws, rule.not_, rel, f"{path}.not"))
     condition = rule.attribute_condition
     if condition is not None:
-        attributes = ws.profile_attributes()
-        spec = attributes.get(condition.attribute)
-        if spec is None:
-            problems.append(WorkspaceProblem(rel, f"{path}.attribute",
-                                             f"unknown attribute '{condition.attribute}'"
-                                             f" (profile attributes: {', '.join(sorted(attributes))})"))
-        elif condition.op in STRING_OPS and spec.type != "string":
-            problems.append(WorkspaceProblem(
-                rel, f"{path}.op", f"'{condition.op}' needs a string attribute; '{spec.name}' is {spec.type}"))
-        elif condition.op in ORDER_OPS and spec.type not in ORDERED_TYPES:
-            problems.append(WorkspaceProblem(rel, f"{path}.op",
-                                             f"'{condition.op}' cannot compare {spec.type} attribute '{spec.name}'"))
-        elif spec.type in NUMERIC_TYPES and condition.op not in ("exists", "missing"):
-            values = condition.value if isinstance(condition.value, list) else [condition.value]
-            if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
-                problems.append(WorkspaceProblem(rel, f"{path}.value",
-                                                 f"attribute '{spec.name}' is {spec.type}; the value must be a number"))
-    if rule.events is not None:
+        problems.extend(_check_attribute_condition(ws, condition, rel, path))
+    if rule.audience is not None and rule.audience not in ws.audiences \
+            and f"audiences/{rule.audience}" not in ws.broken:
+        problems.append(WorkspaceProblem(rel, f"{path}.audience", f"unknown audience '{rule.audience}'"
+                                         f" (defined: {', '.join(sorted(ws.audiences)) or 'none'})"))
+    steps: list[tuple[str, EventCondition | RecencyCondition | SequenceStep | None]] = [
+        ("events", rule.events), ("last_event", rule.last_event)]
+    if rule.sequence is not None:
+        steps += [("sequence.first", rule.sequence.first), ("sequence.then", rule.sequence.then),
+                  ("sequence.not_between", rule.sequence.not_between)]
+    for kind, event in steps:
+        if event is None:
+            continue
         event_types = ws.event_types()
-        if rule.events.dataset is not None and rule.events.dataset not in event_types:
-            problems.append(WorkspaceProblem(rel, f"{path}.events.dataset",
-                                             f"'{rule.events.dataset}' is not an event dataset feeding profiles"))
-        else:
-            scope = [rule.events.dataset] if rule.events.dataset else list(event_types)
-            known = [event_types[d] for d in scope]
-            if not scope:
-                problems.append(WorkspaceProblem(rel, f"{path}.events", "the workspace has no event dataset"))
-            elif all(k is not None for k in known) and not any(rule.events.event_type in (k or set()) for k in known):
-                declared = sorted(set().union(*[k for k in known if k]))
-                problems.append(WorkspaceProblem(rel, f"{path}.events.type",
-                                                 f"unknown event type '{rule.events.event_type}'"
-                                                 f" (declared: {', '.join(declared)})"))
+        if event.dataset is not None and event.dataset not in event_types:
+            problems.append(WorkspaceProblem(rel, f"{path}.{kind}.dataset",
+                                             f"'{event.dataset}' is not an event dataset feeding profiles"))
+            continue
+        scope = [event.dataset] if event.dataset else list(event_types)
+        known = [event_types[d] for d in scope]
+        if not scope:
+            problems.append(WorkspaceProblem(rel, f"{path}.{kind}", "the workspace has no event dataset"))
+            continue
+        if all(k is not None for k in known) and not any(event.event_type in (k or set()) for k in known):
+            declared = sorted(set().union(*[k for k in known if k]))
+            problems.append(WorkspaceProblem(rel, f"{path}.{kind}.type",
+                                             f"unknown event type '{event.event_type}'"
+                                             f" (declared: {', '.join(declared)})"))
+        if isinstance(event, EventCondition | SequenceStep):
+            problems.extend(_check_event_fields(ws, event, scope, rel, f"{path}.{kind}"))
     return problems
+
+
+def _check_operator(op: str, value: Any, spec: FieldSpec, kind: str, name: str, rel: str,
+                    path: str) -> list[WorkspaceProblem]:
+    """Whether operator ``op`` with ``value`` fits field ``name`` of ``spec``'s type (``kind``: attribute...)."""
+    if op in STRING_OPS and spec.type != "string":
+        return [WorkspaceProblem(rel, f"{path}.op", f"'{op}' needs a string {kind}; '{name}' is {spec.type}")]
+    if op in ORDER_OPS and spec.type not in ORDERED_TYPES:
+        return [WorkspaceProblem(rel, f"{path}.op", f"'{op}' cannot compare {spec.type} {kind} '{name}'")]
+    if spec.type in NUMERIC_TYPES and op not in ("exists", "missing"):
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            return [WorkspaceProblem(rel, f"{path}.value",
+                                     f"{kind} '{name}' is {spec.type}; the value must be a number")]
+    return []
+
+
+def _check_attribute_condition(ws: Workspace, condition: AttributeCondition, rel: str,
+                               path: str) -> list[WorkspaceProblem]:
+    """The attribute exists (dotted paths through objects), match/key fit arrays/maps, the operator fits."""
+    attributes = ws.profile_attributes()
+    head, *rest = condition.attribute.split(".")
+    spec = attributes.get(head)
+    if spec is None:
+        return [WorkspaceProblem(rel, f"{path}.attribute", f"unknown attribute '{condition.attribute}'"
+                                 f" (profile attributes: {', '.join(sorted(attributes))})")]
+    for part in rest:
+        inner = next((f for f in spec.fields or [] if f.name == part), None) if spec.type == "object" else None
+        if inner is None:
+            fields = ", ".join(f.name for f in spec.fields or [])
+            return [WorkspaceProblem(rel, f"{path}.attribute", f"unknown attribute '{condition.attribute}': "
+                                     f"'{spec.name}' is {spec.type}" + (f" with fields {fields}" if fields else ""))]
+        spec = inner
+    if condition.key is not None and spec.type != "map":
+        return [WorkspaceProblem(rel, f"{path}.key", f"'key' applies to a map attribute; "
+                                                     f"'{condition.attribute}' is {spec.type}")]
+    if spec.type == "map":
+        if condition.key is None:
+            if condition.op in ("exists", "missing"):
+                return []
+            return [WorkspaceProblem(rel, f"{path}.key", f"attribute '{condition.attribute}' is a map: "
+                                                         f"'{condition.op}' needs 'key'")]
+        assert spec.values is not None
+        spec = spec.values
+    if condition.match is not None and spec.type != "array":
+        return [WorkspaceProblem(rel, f"{path}.match", f"'match' applies to an array attribute; "
+                                                       f"'{condition.attribute}' is {spec.type}")]
+    if spec.type == "array":
+        assert spec.items is not None
+        if condition.op in ("exists", "missing") and condition.match is None:
+            return []
+        spec = spec.items
+    if spec.type in ("object", "array", "map") and condition.op not in ("exists", "missing"):
+        return [WorkspaceProblem(rel, f"{path}.op", f"'{condition.op}' cannot compare {spec.type} "
+                                                    f"attribute '{condition.attribute}'")]
+    return _check_operator(condition.op, condition.value, spec, "attribute", condition.attribute, rel, path)
+
+
+def _check_event_fields(ws: Workspace, event: EventCondition | SequenceStep, scope: list[str], rel: str,
+                        path: str) -> list[WorkspaceProblem]:
+    """Filters (``where``) and aggregates name fields of the event schemas in scope, with fitting operators."""
+    fields: dict[str, FieldSpec] = {}
+    for name in scope:
+        for f in ws.schema_of(name).fields:
+            fields.setdefault(f.name, f)
+    problems: list[WorkspaceProblem] = []
+    checks: list[tuple[str, str, str, Any]] = [(f"{path}.where.{i}", w.field, w.op, w.value)
+                                               for i, w in enumerate(event.where)]
+    aggregate = event.aggregate if isinstance(event, EventCondition) else None
+    if aggregate is not None:
+        checks.append((f"{path}.aggregate", aggregate.field, aggregate.op, aggregate.value))
+    for where, name, op, value in checks:
+        spec = fields.get(name)
+        if spec is None:
+            problems.append(WorkspaceProblem(rel, f"{where}.field", f"unknown event field '{name}'"
+                                             f" (fields: {', '.join(sorted(fields))})"))
+            continue
+        if spec.type in ("object", "array", "map"):
+            problems.append(WorkspaceProblem(rel, f"{where}.field", f"event field '{name}' is {spec.type}; "
+                                                                   "only scalar fields can be compared"))
+            continue
+        if where.endswith("aggregate") and aggregate is not None:
+            fn = aggregate.fn
+            if fn in ("sum", "avg") and spec.type not in NUMERIC_TYPES:
+                problems.append(WorkspaceProblem(rel, f"{where}.fn", f"'{fn}' needs a numeric event field; "
+                                                                     f"'{name}' is {spec.type}"))
+                continue
+            if fn == "count_distinct":
+                problems.extend(_check_operator(op, value, FieldSpec(name=name, type="long"),
+                                                "count of distinct event field", name, rel, where))
+                continue
+        problems.extend(_check_operator(op, value, spec, "event field", name, rel, where))
+    return problems
+
+
+def audience_cycles(ws: Workspace) -> list[WorkspaceProblem]:
+    """Audiences that depend on themselves through ``audience:`` references, one problem per cycle."""
+    graph = {a.id: [n.audience for n in _rule_nodes(a.rule) if n.audience is not None]
+             for a in ws.audiences.values()}
+    problems: list[WorkspaceProblem] = []
+    seen: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in graph.get(node, []):
+            if dep not in graph:
+                continue  # unknown audience: reported by _check_rule
+            if state.get(dep) == 1:
+                cycle = [*stack[stack.index(dep):], dep]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    problems.append(WorkspaceProblem(ws.files[f"audiences/{dep}"], "rule",
+                                                     f"audiences form a cycle: {' -> '.join(cycle)}"))
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for audience_id in sorted(graph):
+        if audience_id not in state:
+            visit(audience_id, [audience_id])
+    return problems
+
+
+def _rule_nodes(rule: Rule) -> Iterator[Rule]:
+    yield rule
+    for child in (rule.all or []) + (rule.any or []) + ([rule.not_] if rule.not_ is not None else []):
+        yield from _rule_nodes(child)

@@ -6,6 +6,7 @@ file and the key instead of a setting silently ignored.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -96,6 +97,13 @@ class Namespace(Strict):
     priority: int = 0
     unique: bool = False
     description: str = ""
+    # a regex the normalised value must fully match (e.g. ECID: exactly 38 digits); checked by validate
+    pattern: str | None = None
+    # phone: the region (ISO 3166 code, e.g. FR, US) of numbers written without a country code
+    default_region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    # identity resolution does not link these normalised values, nor values in which a pattern is found
+    blocked_values: list[str] = Field(default_factory=list)
+    blocked_patterns: list[str] = Field(default_factory=list)
 
 
 class NamespacesFile(Strict):
@@ -103,10 +111,15 @@ class NamespacesFile(Strict):
 
 
 class Source(Strict):
-    """Where a dataset's files land. ``path`` is relative to the landing root; ``{date}`` is the run date."""
+    """Where a dataset's files land; ``{date}`` in ``path`` is the run date.
+
+    ``local``: ``path`` is a folder relative to the landing root. ``s3``: ``path`` is a key prefix
+    in ``bucket`` (credentials and endpoint come from the environment, never the workspace).
+    """
 
     type: Literal["local", "s3"] = "local"
     path: str
+    bucket: str | None = None
 
 
 class CsvOptions(Strict):
@@ -136,10 +149,14 @@ class Guardrails(Strict):
     max_identities_per_record: int = 20
     max_identity_length: int = 1024
     blocked_identity_values: list[str] = Field(default_factory=lambda: ["null", "anonymous", "invalid", ""])
+    # regexes an identity value (trimmed) must not fully match, e.g. "0+" or "test.*"
+    blocked_patterns: list[str] = Field(default_factory=list)
     max_event_bytes: int = 10 * 1024
     max_profile_record_bytes: int = 100 * 1024
     max_future_skew_minutes: int = 60
     max_identities_per_graph: int = 50
+    # An audience whose size changes by more than this share since the previous run raises a warning.
+    audience_size_change_warning_share: float = Field(default=0.5, ge=0.0)
 
 
 class WorkspaceFile(Strict):
@@ -158,12 +175,22 @@ ComparisonOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists"
                        "starts_with", "ends_with", "contains", "regex"]
 
 
+ArrayMatch = Literal["any", "all"]
+
+
 class AttributeCondition(Strict):
-    """A condition on a merged profile attribute."""
+    """A condition on a merged profile attribute.
+
+    ``attribute`` may be a dotted path into object fields (``address.city``). On an array the
+    operator applies to its elements, ``match: any`` (default) or ``all`` of them (an empty array
+    matches neither); on a map it applies to the value under ``key``.
+    """
 
     attribute: str
     op: ComparisonOp
     value: Any = None
+    match: ArrayMatch | None = None
+    key: str | None = None
 
     @model_validator(mode="after")
     def _value_shape(self) -> AttributeCondition:
@@ -182,26 +209,135 @@ class AttributeCondition(Strict):
 
 
 class Window(Strict):
-    """A time window relative to the run date: the last N days (the run date included)."""
+    """Event days counted, relative to the run date D (never the clock), or absolute dates.
 
-    last_days: int = Field(ge=1)
+    Exactly one of: ``last_days: N`` (D-N+1 .. D), ``between_days_ago: [a, b]`` (D-b .. D-a),
+    ``today: true`` (D only), ``from``/``to`` (absolute days, both included; ``to`` defaults to D).
+    Days after D are never counted.
+    """
+
+    last_days: int | None = Field(default=None, ge=1)
+    between_days_ago: list[int] | None = None
+    today: bool | None = None
+    from_: dt.date | None = Field(default=None, alias="from")
+    to: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Window:
+        forms = [k for k, v in (("last_days", self.last_days), ("between_days_ago", self.between_days_ago),
+                                ("today", self.today), ("from", self.from_ or self.to)) if v is not None]
+        if len(forms) != 1:
+            raise ValueError(f"a window needs exactly one of last_days, between_days_ago, today, from/to"
+                             f" (got {forms or 'none'})")
+        if self.today is not None and self.today is not True:
+            raise ValueError("'today' can only be true")
+        if self.between_days_ago is not None:
+            ago = self.between_days_ago
+            if len(ago) != 2 or any(isinstance(x, bool) or x < 0 for x in ago) or ago[0] > ago[1]:
+                raise ValueError("'between_days_ago' needs [a, b] with 0 <= a <= b")
+        if (self.to is not None) and self.from_ is None:
+            raise ValueError("'to' needs 'from'")
+        if self.from_ is not None and self.to is not None and self.to < self.from_:
+            raise ValueError("'to' is before 'from'")
+        return self
+
+    def bounds(self, run_date: dt.date) -> tuple[dt.date, dt.date]:
+        """First and last event day counted for a run date (the last never after the run date)."""
+        if self.last_days is not None:
+            return run_date - dt.timedelta(days=self.last_days - 1), run_date
+        if self.between_days_ago is not None:
+            low, high = self.between_days_ago
+            return run_date - dt.timedelta(days=high), run_date - dt.timedelta(days=low)
+        if self.today:
+            return run_date, run_date
+        assert self.from_ is not None
+        return self.from_, min(self.to or run_date, run_date)
+
+
+class EventFilter(Strict):
+    """A condition on a field of the event (``where:``); the operators of attribute conditions."""
+
+    field: str
+    op: ComparisonOp
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> EventFilter:
+        AttributeCondition(attribute=self.field, op=self.op, value=self.value)
+        return self
+
+
+AggregateFn = Literal["sum", "avg", "min", "max", "count_distinct"]
+
+
+class Aggregate(Strict):
+    """An aggregate of an event field over the window, compared with a value."""
+
+    fn: AggregateFn
+    field: str
+    op: Literal["=", "!=", "<", "<=", ">", ">=", "between"]
+    value: Any
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> Aggregate:
+        AttributeCondition(attribute=self.field, op=self.op, value=self.value)
+        return self
 
 
 class EventCondition(Strict):
-    """At least / at most / exactly N events of a type within a window."""
+    """At least / at most / exactly N events of a type (or an aggregate of a field) within a window."""
 
     event_type: str = Field(alias="type")
     dataset: str | None = None
+    where: list[EventFilter] = Field(default_factory=list)
     at_least: int | None = Field(default=None, ge=0)
     at_most: int | None = Field(default=None, ge=0)
     exactly: int | None = Field(default=None, ge=0)
+    aggregate: Aggregate | None = None
     within: Window
 
     @model_validator(mode="after")
     def _one_count(self) -> EventCondition:
-        given = [x for x in (self.at_least, self.at_most, self.exactly) if x is not None]
+        given = [x for x in (self.at_least, self.at_most, self.exactly, self.aggregate) if x is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of at_least, at_most, exactly")
+            raise ValueError("give exactly one of at_least, at_most, exactly, aggregate")
+        return self
+
+
+class SequenceStep(Strict):
+    """One event of a sequence: its type, optionally its dataset and filters on its fields."""
+
+    event_type: str = Field(alias="type")
+    dataset: str | None = None
+    where: list[EventFilter] = Field(default_factory=list)
+
+
+class SequenceCondition(Strict):
+    """An event ``first`` then an event ``then`` at most ``within_hours`` later (strictly after it), both within
+    the window; with ``not_between``, no such event may happen strictly between the two."""
+
+    first: SequenceStep
+    then: SequenceStep
+    within_hours: float = Field(gt=0)
+    not_between: SequenceStep | None = None
+    within: Window
+
+
+class RecencyCondition(Strict):
+    """The last event of a type (any time up to the run date) was more / less than N days ago.
+
+    A profile that never had such an event matches neither (use ``not`` for "never").
+    """
+
+    event_type: str = Field(alias="type")
+    dataset: str | None = None
+    more_than_days_ago: int | None = Field(default=None, ge=0)
+    less_than_days_ago: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> RecencyCondition:
+        if (self.more_than_days_ago is None) == (self.less_than_days_ago is None):
+            raise ValueError("give exactly one of more_than_days_ago, less_than_days_ago")
         return self
 
 
@@ -214,20 +350,28 @@ class Rule(Strict):
     attribute: str | None = None
     op: ComparisonOp | None = None
     value: Any = None
+    match: ArrayMatch | None = None
+    key: str | None = None
     events: EventCondition | None = None
+    last_event: RecencyCondition | None = None
+    sequence: SequenceCondition | None = None
+    audience: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Rule:
         kinds = [k for k, v in (("all", self.all), ("any", self.any), ("not", self.not_),
-                                ("attribute", self.attribute), ("events", self.events)) if v is not None]
+                                ("attribute", self.attribute), ("events", self.events),
+                                ("last_event", self.last_event), ("sequence", self.sequence),
+                                ("audience", self.audience)) if v is not None]
         if len(kinds) != 1:
-            raise ValueError(f"a rule needs exactly one of all, any, not, attribute, events (got {kinds or 'none'})")
+            raise ValueError("a rule needs exactly one of all, any, not, attribute, events, last_event, sequence,"
+                             f" audience (got {kinds or 'none'})")
         if self.attribute is not None:
             if self.op is None:
                 raise ValueError("an attribute rule needs 'op'")
             AttributeCondition(attribute=self.attribute, op=self.op, value=self.value)
-        elif self.op is not None or self.value is not None:
-            raise ValueError("'op' and 'value' belong to an attribute rule")
+        elif self.op is not None or self.value is not None or self.match is not None or self.key is not None:
+            raise ValueError("'op', 'value', 'match' and 'key' belong to an attribute rule")
         for name, children in (("all", self.all), ("any", self.any)):
             if children is not None and not children:
                 raise ValueError(f"'{name}' needs at least one rule")
@@ -237,7 +381,8 @@ class Rule(Strict):
     def attribute_condition(self) -> AttributeCondition | None:
         if self.attribute is None or self.op is None:
             return None
-        return AttributeCondition(attribute=self.attribute, op=self.op, value=self.value)
+        return AttributeCondition(attribute=self.attribute, op=self.op, value=self.value, match=self.match,
+                                  key=self.key)
 
 
 class AudienceSpec(Strict):

@@ -35,13 +35,16 @@ def test_identity_in_two_profiles_fails_and_names_the_expectation(spark: SparkSe
     with pytest.raises(DataQualityError) as caught:
         check_quality.run(spark, ws, context(lake), "identities")
     message = str(caught.value)
-    assert message.startswith("data-quality check 'identities' failed 1 of 3 expectations")
+    assert message.startswith("data-quality check 'identities' failed 1 of 6 expectations")
     assert "identity_map: expect_compound_columns_to_be_unique(column_list=['namespace', 'value']) FAILED" in message
     results = spark.read.format("delta").load(Lake(lake).path(QUALITY_RESULTS)).collect()
-    assert sorted((r["expectation"], r["success"]) for r in results) == [
-        ("expect_column_values_to_not_be_null", True),
-        ("expect_column_values_to_not_be_null", True),
-        ("expect_compound_columns_to_be_unique", False),
+    assert sorted((r["suite"], r["expectation"], r["success"]) for r in results) == [
+        ("identity_graphs", "expect_column_values_to_be_between", True),
+        ("identity_graphs", "expect_column_values_to_be_between", True),
+        ("identity_graphs", "expect_column_values_to_be_between", True),
+        ("identity_map", "expect_column_values_to_not_be_null", True),
+        ("identity_map", "expect_column_values_to_not_be_null", True),
+        ("identity_map", "expect_compound_columns_to_be_unique", False),
     ]
 
 
@@ -49,7 +52,22 @@ def test_clean_identity_map_passes(spark: SparkSession, lake: str, repo_root: Pa
     ws = load_workspace(repo_root / "examples" / "retail")
     write_identity_map(spark, lake, [("email", "a@x.com", "p1"), ("crm_id", "C1", "p1")])
     outcomes = check_quality.run(spark, ws, context(lake), "identities")
-    assert [o.success for o in outcomes] == [True, True, True]
+    assert [o.success for o in outcomes] == [True] * 6
+
+
+def test_collapsed_identity_graphs_fail(spark: SparkSession, lake: str, repo_root: Path) -> None:
+    ws = load_workspace(repo_root / "examples" / "retail")
+    # p1 holds two CRM ids; p2 holds 51 cookies (cap 50).
+    write_identity_map(spark, lake, [("crm_id", "C1", "p1"), ("crm_id", "C2", "p1")]
+                       + [("ecid", f"K{i}", "p2") for i in range(51)])
+    with pytest.raises(DataQualityError) as caught:
+        check_quality.run(spark, ws, context(lake), "identities")
+    message = str(caught.value)
+    assert message.startswith("data-quality check 'identities' failed 2 of 6 expectations")
+    assert ("identity_graphs: expect_column_values_to_be_between(column='identities', max_value=50.0, min_value=1.0) "
+            "FAILED") in message
+    assert ("identity_graphs: expect_column_values_to_be_between(column='unique_crm_id', max_value=1.0, min_value=0.0) "
+            "FAILED") in message
 
 
 def test_membership_of_unknown_profile_fails(spark: SparkSession, lake: str, repo_root: Path) -> None:

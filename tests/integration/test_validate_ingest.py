@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +24,7 @@ from jobs import ingest, validate
 DAY = dt.date(2024, 1, 5)
 CRM_HEADER = "crm_id,email,phone,first_name,last_name,birth_date,country,city,consent_marketing,updated_at"
 CRM_COLUMNS = CRM_HEADER.split(",")
+E1, E2 = "1" * 38, "2" * 38  # ECIDs are 38 digits (namespace pattern of the example)
 
 
 @pytest.fixture()
@@ -68,6 +70,11 @@ def ledger(spark: SparkSession, lake: Lake, dataset: str) -> list[tuple[object, 
                    r["status"], r["run_id"]) for r in df.collect())
 
 
+def hit(**fields: object) -> str:
+    """One JSON line, compact as producers write it."""
+    return json.dumps(fields, separators=(",", ":"))
+
+
 def ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
@@ -87,13 +94,13 @@ def test_validate_then_ingest_every_format(spark: SparkSession, example: Workspa
         ",anonymous,,,,,,,,2024-01-05T11:00:00Z",
     ]) + "\n")
     web = land(tmp_path, "web", DAY, "hits.jsonl", "\n".join([
-        '{"event_id":"w1","event_type":"page_view","timestamp":"2024-01-05T10:00:00Z","ecid":"E1","crm_id":"C1",'
-        '"page_url":"https://shop.example/"}',
+        hit(event_id="w1", event_type="page_view", timestamp="2024-01-05T10:00:00Z", ecid=E1, crm_id="C1",
+            page_url="https://shop.example/"),
         '{"event_id":"w2","event_type":"page_view",',
-        '{"event_id":"w3","event_type":"checkout","timestamp":"2024-01-05T10:05:00Z","ecid":"E1"}',
-        '{"event_id":"w4","event_type":"purchase","ecid":"E2","revenue":19.99}',
-        '{"event_id":"w1","event_type":"product_view","timestamp":"2024-01-05T10:06:00Z","ecid":"E1"}',
-        '{"event_id":"w5","event_type":"purchase","timestamp":"2024-01-05T10:07:00Z","ecid":"E2","revenue":19.99}',
+        hit(event_id="w3", event_type="checkout", timestamp="2024-01-05T10:05:00Z", ecid=E1),
+        hit(event_id="w4", event_type="purchase", ecid=E2, revenue=19.99),
+        hit(event_id="w1", event_type="product_view", timestamp="2024-01-05T10:06:00Z", ecid=E1),
+        hit(event_id="w5", event_type="purchase", timestamp="2024-01-05T10:07:00Z", ecid=E2, revenue=19.99),
     ]))
     members = pa.table({
         "loyalty_id": ["L1", "L2", "L3"],
@@ -188,8 +195,8 @@ def test_validate_then_ingest_every_format(spark: SparkSession, example: Workspa
     ]
     assert rows(spark, lk.path(DATASET, "web_events"), ["event_id", "event_type", "timestamp", "ecid", "crm_id",
                                                         "page_url", "revenue", "_source_file", "_row_number"]) == [
-        ("w1", "page_view", ts("2024-01-05T10:00:00"), "E1", "C1", "https://shop.example/", None, web, 1),
-        ("w5", "purchase", ts("2024-01-05T10:07:00"), "E2", None, None, 19.99, web, 6),
+        ("w1", "page_view", ts("2024-01-05T10:00:00"), E1, "C1", "https://shop.example/", None, web, 1),
+        ("w5", "purchase", ts("2024-01-05T10:07:00"), E2, None, None, 19.99, web, 6),
     ]
     assert rows(spark, lk.path(DATASET, "loyalty_members"), ["loyalty_id", "email", "tier", "points", "joined_on",
                                                              "updated_at", "_row_number"]) == [
@@ -219,11 +226,12 @@ def test_rerun_and_backfill_give_the_date_ordered_result(spark: SparkSession, ex
         crm_row("C1", "Paris", "2024-01-05T08:00:00Z"),
         crm_row("C2", "Rennes", "2024-01-04T06:00:00Z"),
     ]))
-    web_line = '{{"event_id":"{id}","event_type":"{kind}","timestamp":"{ts}","ecid":"E1"}}'
-    land(tmp_path, "web", day4, "hits.jsonl", web_line.format(id="w1", kind="page_view", ts="2024-01-04T23:59:00Z"))
+    land(tmp_path, "web", day4, "hits.jsonl", hit(event_id="w1", event_type="page_view",
+                                                  timestamp="2024-01-04T23:59:00Z", ecid=E1))
     land(tmp_path, "web", day5, "hits.jsonl", "\n".join([
-        web_line.format(id="w1", kind="purchase", ts="2024-01-05T00:01:00Z"),  # resent the next day, changed
-        web_line.format(id="w2", kind="page_view", ts="2024-01-05T10:00:00Z"),
+        # resent the next day, changed
+        hit(event_id="w1", event_type="purchase", timestamp="2024-01-05T00:01:00Z", ecid=E1),
+        hit(event_id="w2", event_type="page_view", timestamp="2024-01-05T10:00:00Z", ecid=E1),
     ]))
 
     def both(day: dt.date) -> list[dict[str, int]]:
@@ -266,12 +274,12 @@ def test_rerun_and_backfill_give_the_date_ordered_result(spark: SparkSession, ex
 def test_rejected_batch_keeps_quarantine_and_stages_nothing(spark: SparkSession, example: Workspace, lake: str,
                                                             tmp_path: Path) -> None:
     ctx = context(tmp_path, lake)
-    good = '{{"event_id":"w{n}","event_type":"page_view","timestamp":"2024-01-05T10:00:00Z","ecid":"E1"}}'
     land(tmp_path, "web", DAY, "hits.jsonl", "\n".join([
-        *[good.format(n=n) for n in range(1, 8)],
-        '{"event_id":"w8","event_type":"wishlist","timestamp":"2024-01-05T10:00:00Z","ecid":"E1"}',
-        '{"event_id":"w9","event_type":"refund","timestamp":"2024-01-05T10:00:00Z","ecid":"E1"}',
-        '{"event_id":"w10","event_type":"page_view","ecid":"E1"}',
+        *[hit(event_id=f"w{n}", event_type="page_view", timestamp="2024-01-05T10:00:00Z", ecid=E1)
+          for n in range(1, 8)],
+        hit(event_id="w8", event_type="wishlist", timestamp="2024-01-05T10:00:00Z", ecid=E1),
+        hit(event_id="w9", event_type="refund", timestamp="2024-01-05T10:00:00Z", ecid=E1),
+        hit(event_id="w10", event_type="page_view", ecid=E1),
     ]))
     with pytest.raises(BatchRejectedError) as caught:
         validate.run(spark, example, ctx, "web_events")
@@ -314,3 +322,40 @@ def test_main_with_nothing_landed_records_zero_metrics(spark: SparkSession, lake
     ]
     assert spark.read.format("delta").load(lk.path(STAGING, "email_events")).count() == 0
     assert spark.read.format("delta").load(lk.path(BATCH_LEDGER)).count() == 0
+
+
+def test_event_ids_already_stored_by_an_earlier_day_are_quarantined(spark: SparkSession, example: Workspace,
+                                                                    lake: str, tmp_path: Path) -> None:
+    ws = relaxed(example)
+    day4, day5 = dt.date(2024, 1, 4), DAY
+    land(tmp_path, "web", day4, "hits.jsonl", "\n".join([
+        hit(event_id="w1", event_type="page_view", timestamp="2024-01-04T10:00:00Z", ecid=E1),
+        hit(event_id="w2", event_type="page_view", timestamp="2024-01-04T11:00:00Z", ecid=E1),
+    ]))
+    day5_file = land(tmp_path, "web", day5, "hits.jsonl", "\n".join([
+        hit(event_id="w2", event_type="purchase", timestamp="2024-01-05T09:00:00Z", ecid=E1),  # resent
+        hit(event_id="w3", event_type="page_view", timestamp="2024-01-05T10:00:00Z", ecid=E1),
+        hit(event_id="w4", event_type="page_view", timestamp="2024-01-07T10:00:00Z", ecid="123"),
+    ]))
+    for day in (day4, day5, day5):  # day 5 twice: its own rows must not count as already stored
+        ctx = context(tmp_path, lake, day)
+        metrics = validate.run(spark, ws, ctx, "web_events")
+        ingest.run(spark, ws, ctx, "web_events")
+    assert metrics == {"rows_read": 3, "rows_valid": 1, "rows_quarantined": 2, "files": 1}
+
+    lk = Lake(lake)
+    q = spark.read.format("delta").load(lk.path(QUARANTINE)).where(F.col("batch_date") == day5)
+    assert sorted((r["row_number"], [tuple(x) for x in r["reasons"]]) for r in q.collect()) == [
+        (1, [("duplicate_event_id", "event_id",
+              "event id 'w2' is already stored in the dataset from the batch of 2024-01-04")]),
+        (3, [("future_timestamp", "timestamp",
+              "timestamp '2024-01-07T10:00:00Z' is in the future: later than 2024-01-06T01:00:00Z, the end of the "
+              "run day 2024-01-05 plus 60 minutes (guardrails.max_future_skew_minutes)"),
+             ("bad_identity_format", "ecid",
+              "identity value '123' does not match the pattern of namespace ecid (^[0-9]{38}$)")]),
+    ]
+    assert ledger(spark, lk, "web_events") == [("hits.jsonl", 2, 2, 0, "ok", "test-2024-01-04"),
+                                               ("hits.jsonl", 3, 1, 2, "ok", "test-2024-01-05")]
+    assert [r["source_file"] for r in q.collect()] == [day5_file, day5_file]
+    assert rows(spark, lk.path(DATASET, "web_events"), ["event_id", "event_type", "_batch_date"]) == [
+        ("w1", "page_view", day4), ("w2", "page_view", day4), ("w3", "page_view", day5)]

@@ -6,11 +6,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES, Lake
+from cdp.audiences import RuleError
+from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, PROFILES, Lake
 from cdp.run_context import RunContext
 from cdp.schemas import spark_type
 from cdp.settings import Settings
@@ -96,8 +98,8 @@ def test_transform_events_links_normalised_identities(spark: SparkSession, repo_
     identity_map = spark.createDataFrame([("email", "ann@example.com", "prof_a"), ("crm_id", "C1", "prof_a")],
                                          "namespace string, value string, profile_id string")
     out = transform_events(raw, identity_map, "email_events", schema, "email", "email", D3, 3, ["open"])
-    assert out.columns == ["profile_id", "dataset", "event_type", "event_date"]
-    assert sorted(tuple(r) for r in out.collect()) == [
+    assert out.columns == ["profile_id", "dataset", "event_type", "event_date", "event_time"]
+    assert sorted(tuple(r)[:4] for r in out.collect()) == [
         ("prof_a", "email_events", "open", dt.date(2026, 3, 1)),
         ("prof_a", "email_events", "open", dt.date(2026, 3, 3)),
     ]
@@ -161,3 +163,44 @@ def test_run_over_three_days_and_backfill(spark: SparkSession, lake: str, tmp_pa
     # Backfilling day 2 after day 3 reproduces day 2 (from day 1's snapshot) and leaves the others alone.
     evaluate_audiences.run(spark, ws, ctx_for(D2, lake, tmp_path))
     assert snapshots(spark, lake) == expected
+    # The eligibility of every audience is stored per run date, and the membership table has its change feed.
+    catalog = spark.read.format("delta").load(Lake(lake).path(AUDIENCE_CATALOG)).where(F.col("run_date") == D3)
+    assert sorted((r["audience_id"], r["evaluation"], r["reason"]) for r in catalog.collect()) == [
+        ("cart_abandoners", "batch", "event window of 7 days is over 24 hours"),
+        ("engaged_readers", "batch", "event window of 14 days is over 24 hours"),
+        ("french_high_points", "streaming", "attribute conditions only"),
+        ("gold_members", "streaming", "attribute conditions only"),
+    ]
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{Lake(lake).path(AUDIENCE_MEMBERSHIP)}`").first()
+    assert detail is not None and detail["properties"]["delta.enableChangeDataFeed"] == "true"
+    changes = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 0)
+               .load(Lake(lake).path(AUDIENCE_MEMBERSHIP)).where(F.col("run_date") == D3))
+    assert {(r["profile_id"], r["status"]) for r in changes.where(F.col("_change_type") == "insert").collect()} \
+        >= {("p1", "exited"), ("p2", "existing")}
+
+    # A preview reads the current lake and writes nothing.
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{Lake(lake).path(AUDIENCE_MEMBERSHIP)}`").count()
+    assert evaluate_audiences.preview(spark, ws, ctx_for(D3, lake, tmp_path), "gold_members") == (1, ["p2"])
+    assert evaluate_audiences.preview(spark, ws, ctx_for(D2, lake, tmp_path), "gold_members", 1) == (2, ["p1"])
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{Lake(lake).path(AUDIENCE_MEMBERSHIP)}`").count() == version
+    with pytest.raises(RuleError, match="audience 'gold' is not defined"):
+        evaluate_audiences.preview(spark, ws, ctx_for(D3, lake, tmp_path), "gold")
+
+
+def test_transform_events_carries_fields_and_reads_all_history(spark: SparkSession, repo_root: Path) -> None:
+    ws = load_workspace(repo_root / "examples" / "retail")
+    schema = ws.schema_of("email_events")
+    utc = dt.UTC
+    raw = spark.createDataFrame([
+        ("e1", "open", dt.datetime(2020, 1, 1, 8, 0, tzinfo=utc), "ann@example.com", "c1", dt.date(2020, 1, 1)),
+        ("e2", "open", dt.datetime(2026, 3, 4, 0, 0, tzinfo=utc), "ann@example.com", "c2", D3),  # after D3
+    ], "event_id string, event_type string, timestamp timestamp, email string, campaign_id string, _batch_date date")
+    identity_map = spark.createDataFrame([("email", "ann@example.com", "prof_a")],
+                                         "namespace string, value string, profile_id string")
+    fields = {"campaign_id": T.StringType(), "revenue": T.DoubleType()}  # revenue: a web field, null here
+    out = transform_events(raw, identity_map, "email_events", schema, "email", "email", D3, None, ["open"], fields)
+    assert out.columns == ["profile_id", "dataset", "event_type", "event_date", "event_time", "field_campaign_id",
+                           "field_revenue"]
+    assert out.schema["field_revenue"].dataType == T.DoubleType()
+    assert [(r["event_date"], r["field_campaign_id"], r["field_revenue"]) for r in out.collect()] == [
+        (dt.date(2020, 1, 1), "c1", None)]

@@ -12,8 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.delta_io import read_table
-from cdp.graph import connected_components
-from cdp.lake import DATASET, IDENTITY_MAP, Lake
+from cdp.lake import DATASET, IDENTITY_AUDIT, IDENTITY_MAP, PROFILE_ID_CHANGES, STAGING, Lake
 from cdp.run_context import RunContext
 from cdp.schemas import dataset_struct
 from cdp.settings import Settings
@@ -21,11 +20,9 @@ from cdp.workspace.loader import Workspace, load_workspace
 from jobs.resolve_identities import (
     IdentityCollisionError,
     check_no_hash_collisions,
+    resolve,
     run,
     transform_anchor_profile_ids,
-    transform_identities,
-    transform_identity_map,
-    transform_links,
     transform_record_identities,
 )
 
@@ -53,7 +50,7 @@ def dataset_df(spark: SparkSession, ws: Workspace, dataset: str, records: list[d
 
 
 def records_of(spark: SparkSession, ws: Workspace, data: dict[str, list[dict[str, Any]]]) -> DataFrame:
-    parts = [transform_record_identities(dataset_df(spark, ws, name, rows), ws.schema_of(name), ws.namespaces)
+    parts = [transform_record_identities(dataset_df(spark, ws, name, rows), ws.schema_of(name))
              for name, rows in data.items()]
     out = parts[0]
     for part in parts[1:]:
@@ -61,14 +58,12 @@ def records_of(spark: SparkSession, ws: Workspace, data: dict[str, list[dict[str
     return out
 
 
-def resolve(spark: SparkSession, ws: Workspace, data: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], Any]:
+def resolve_rows(spark: SparkSession, ws: Workspace,
+                 data: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], Any]:
     """(namespace, value) -> identity map row, through the transforms and the graph."""
-    records = records_of(spark, ws, data)
-    identities = transform_identities(records)
-    check_no_hash_collisions(identities)
-    components = connected_components(transform_links(records), identities.select(F.col("node_id").alias("id")))
-    priorities = {code: ns.priority for code, ns in ws.namespaces.items()}
-    rows = transform_identity_map(identities, components, priorities, D3).collect()
+    out = resolve(records_of(spark, ws, data), ws.namespaces, 50, None, D3)
+    check_no_hash_collisions(out["identities"])
+    rows = out["identity_map"].collect()
     return {(r["namespace"], r["value"]): r for r in rows}
 
 
@@ -80,20 +75,20 @@ ANN = {
 }
 
 
-def test_record_identities_are_normalised_primary_first(spark: SparkSession, ws: Workspace) -> None:
+def test_record_identities_are_raw_primary_first(spark: SparkSession, ws: Workspace) -> None:
     df = dataset_df(spark, ws, "crm_profiles", [
         {"crm_id": " C1 ", "email": "Ann@X.com ", "phone": "+33 (6) 12-34"},
         {"crm_id": "C2", "email": "  ", "phone": None},
     ])
-    rows = transform_record_identities(df, ws.schema_of("crm_profiles"), ws.namespaces).collect()
-    assert [[(i["namespace"], i["value"]) for i in r["identities"]] for r in rows] == [
-        [("crm_id", "C1"), ("email", "ann@x.com"), ("phone", "+3361234")],
-        [("crm_id", "C2")],
+    rows = transform_record_identities(df, ws.schema_of("crm_profiles")).collect()
+    assert [[(i["namespace"], i["raw"]) for i in r["identities"]] for r in rows] == [
+        [("crm_id", " C1 "), ("email", "Ann@X.com "), ("phone", "+33 (6) 12-34")],
+        [("crm_id", "C2"), ("email", "  ")],
     ]
 
 
 def test_crm_loyalty_and_web_records_resolve_to_one_profile(spark: SparkSession, ws: Workspace) -> None:
-    got = resolve(spark, ws, ANN)
+    got = resolve_rows(spark, ws, ANN)
     assert sorted(got) == [("crm_id", "C1"), ("ecid", "E1"), ("email", "ann@x.com"), ("loyalty_id", "L1"),
                            ("phone", "+33612345678")]
     # The anchor is the CRM id: the namespace of the highest priority.
@@ -107,7 +102,7 @@ def test_crm_loyalty_and_web_records_resolve_to_one_profile(spark: SparkSession,
 
 
 def test_unrelated_records_stay_apart(spark: SparkSession, ws: Workspace) -> None:
-    got = resolve(spark, ws, {
+    got = resolve_rows(spark, ws, {
         **ANN,
         "email_events": [{"event_id": "m1", "event_type": "open", "email": "bob@y.com"},
                          {"event_id": "m2", "event_type": "open", "email": "BOB@y.com"}],
@@ -121,11 +116,13 @@ def test_unrelated_records_stay_apart(spark: SparkSession, ws: Workspace) -> Non
 
 def test_links_one_star_per_record_without_duplicates(spark: SparkSession, ws: Workspace) -> None:
     records = records_of(spark, ws, {"crm_profiles": [
-        {"crm_id": "C1", "email": "a@x.com", "phone": "123"},
-        {"crm_id": "C1", "email": "A@X.COM"},  # the same link again
-        {"crm_id": "C2"},  # no link
+        {"crm_id": "C1", "email": "a@x.com", "phone": "06 12 34 56 78", "_batch_date": D1},
+        {"crm_id": "C1", "email": "A@X.COM", "_batch_date": D2},  # the same link again, seen later
+        {"crm_id": "C2", "phone": "123"},  # no link: 123 is not a phone number
     ]})
-    assert transform_links(records).count() == 2
+    out = resolve(records, ws.namespaces, 50, None, D3)
+    links = {(r["seen_date"]) for r in out["links"].collect()}
+    assert out["links"].count() == 2 and links == {D1, D2}
 
 
 def test_anchor_priority_then_namespace_then_smallest_value(spark: SparkSession) -> None:
@@ -147,7 +144,10 @@ def test_hash_collision_is_a_clear_error(spark: SparkSession) -> None:
 
 
 def write_dataset(spark: SparkSession, ws: Workspace, lake: str, dataset: str, records: list[dict[str, Any]]) -> None:
-    dataset_df(spark, ws, dataset, records).write.format("delta").save(Lake(lake).path(DATASET, dataset))
+    df = dataset_df(spark, ws, dataset, records)
+    df.write.format("delta").save(Lake(lake).path(DATASET, dataset))
+    # Profile datasets read as of a past run date are rebuilt from the staging history.
+    df.write.format("delta").save(Lake(lake).path(STAGING, dataset))
 
 
 def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSession, ws: Workspace,
@@ -159,7 +159,8 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
     # email_events and loyalty_members have no table yet: they read as empty.
     ctx = RunContext(D2, "test", Settings(workspace=str(ws.root), lake=lake, landing=lake, exports=lake))
     metrics = run(spark, ws, ctx)
-    assert metrics == {"identities": 3, "links": 2, "profiles": 1, "max_identities_per_profile": 3}
+    assert metrics == {"identities": 3, "links": 2, "profiles": 1, "max_identities_per_profile": 3,
+                       "links_dropped": 0, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 0}
 
     table = read_table(spark, Lake(lake).path(IDENTITY_MAP))
     assert table.schema == IDENTITY_MAP.schema
@@ -168,8 +169,20 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
     # C1 was seen on the CRM record (D1) and on the web event (D2); C2 (D3) is not seen yet.
     assert rows == {(D2, "crm_id", c1, D1, D2), (D2, "email", c1, D1, D1), (D2, "ecid", c1, D2, D2)}
 
-    # The next day sees C2, which shares the email: the same profile (anchor C1 < C2); D2 is untouched.
+    # The next day sees C2, which shares the email. crm_id is unique: the newer link (C2, D3) wins the
+    # email and the older one (C1) is dropped and audited. C1 keeps its profile id (its oldest identity,
+    # crm_id C1, stays with it); the email leaves it for C2's new profile: a split. D2 is untouched.
     metrics = run(spark, ws, RunContext(D3, "test", ctx.settings))
-    assert metrics["identities"] == 4 and metrics["profiles"] == 1
+    assert metrics == {"identities": 4, "links": 3, "profiles": 2, "max_identities_per_profile": 2,
+                       "links_dropped": 1, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 1}
     assert table.where(F.col("run_date") == D2).count() == 3
-    assert {r["profile_id"] for r in table.where(F.col("run_date") == D3).collect()} == {c1}
+    c2 = pid("crm_id", "C2")
+    assert {(r["namespace"], r["value"], r["profile_id"]) for r in table.where(F.col("run_date") == D3).collect()} \
+        == {("crm_id", "C1", c1), ("ecid", "E1", c1), ("crm_id", "C2", c2), ("email", "ann@x.com", c2)}
+    audit = read_table(spark, Lake(lake).path(IDENTITY_AUDIT)).collect()
+    assert [(r["run_date"], r["reason"], r["namespace"], r["value"], r["other_namespace"], r["other_value"],
+             r["seen_date"], r["detail"]) for r in audit] == [
+        (D3, "unique_namespace", "crm_id", "C1", "email", "ann@x.com", D1,
+         "would put crm_id 'C1' and 'C2' in one person; a newer link kept them apart")]
+    changes = read_table(spark, Lake(lake).path(PROFILE_ID_CHANGES)).collect()
+    assert [tuple(r) for r in changes] == [(D3, "split", c2, c1, D2, 1)]

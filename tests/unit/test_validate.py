@@ -10,9 +10,9 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from cdp.datasets import STORED_BATCH_DATE, STORED_ID
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.settings import Settings
-from cdp.datasets import STORED_BATCH_DATE, STORED_ID
 from cdp.workspace.models import CsvOptions, DatasetSpec, Guardrails, Namespace, SchemaSpec
 from jobs import validate as V
 
@@ -441,13 +441,13 @@ def test_too_many_identities(spark: SparkSession) -> None:
 
 def test_record_too_large_counts_utf8_bytes(spark: SparkSession) -> None:
     small = hit(1, "1" * 38)
-    large = small.replace('"e1"', '"\u00e9\u00e9"')  # same characters plus one, two more bytes each
+    large = small.replace('"e1"', '"\u00e9\u00e9"')  # as many characters, two more bytes
     limit = len(small.encode())
-    assert (len(large), len(large.encode())) == (limit + 1, limit + 3)
+    assert (len(large), len(large.encode())) == (limit, limit + 2)
     assert check_hits(spark, [small, large], Guardrails(max_event_bytes=limit)) == [
         [],
         [("record_too_large", None,
-          f"record is {limit + 3} bytes; at most {limit} are allowed (guardrails.max_event_bytes)")],
+          f"record is {limit + 2} bytes; at most {limit} are allowed (guardrails.max_event_bytes)")],
     ]
     assert check_jsonl(spark, ["{" + OK + "}"], MEMBER, Guardrails(max_profile_record_bytes=10)) == [
         [("record_too_large", None,
