@@ -12,7 +12,9 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +34,15 @@ def bench_generator(work: Path, persons: int) -> dict[str, float]:
     records = sum(summary.records.values())
     return {"persons": persons, "records": records, "seconds": round(m.seconds, 1),
             "records_per_s": round(records / m.seconds), "peak_rss_mib": round(m.peak_rss_mib)}
+
+
+def read_sections(text: str) -> dict[str, str]:
+    """The ``## suite`` sections of an existing results file, by suite, so a run keeps the others."""
+    sections: dict[str, str] = {}
+    for part in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = part.partition("\n")
+        sections[name.strip()] = body
+    return sections
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,14 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         results["identity"] = [bench_identity(spark, work, int(n)) for n in args.identities.split(",")]
         log.info("identity: %s", results["identity"])
 
-    lines = [f"# Benchmarks ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-             f"python {platform.python_version()})", ""]
+    path = REPO_ROOT / "bench" / "results.md"
+    sections = read_sections(path.read_text(encoding="utf-8")) if path.exists() else {}
+    stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}"
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     for suite, table in results.items():
-        lines += [f"## {suite}", "", "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+        lines = [f"Measured {stamp} with `python -m bench {' '.join(argv or sys.argv[1:])}`; Spark local[2]; "
+                 f"load average at the end (1 / 5 / 15 min): {load}.", ""]
+        lines += ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
         lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
-        lines.append("")
-    text = "\n".join(lines)
-    (REPO_ROOT / "bench" / "results.md").write_text(text, encoding="utf-8")
+        sections[suite] = "\n".join(lines)
+    text = "# Benchmarks\n\nEach section is rewritten by the last run of its suite (`make bench`).\n\n" + "\n\n".join(
+        f"## {suite}\n\n{body.strip()}" for suite, body in sections.items()) + "\n"
+    path.write_text(text, encoding="utf-8")
     (work / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     sys.stdout.write(text + "\n")
     return 0
