@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         from cdp.spark import get_session
 
         spark = get_session("cdp-bench", master="local[2]",
-                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8",
+                                   # the results come back to pandas for the comparison with scipy
+                                   "spark.sql.execution.arrow.pyspark.enabled": "true"})
         spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
         results["identity"] = [bench_identity(spark, work, int(n)) for n in args.identities.split(",")]
         log.info("identity: %s", results["identity"])

@@ -12,6 +12,7 @@ resolves from Maven Central on this machine (io.graphframes:graphframes-spark4_2
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from pathlib import Path
@@ -19,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
 
 from bench.measure import measure
 from cdp.graph import connected_components
+from jobs.resolve_identities import PreviousRun, incremental_components
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +47,105 @@ def random_identity_graph(identities: int, seed: int = 1) -> tuple[np.ndarray, n
     return ids.astype(np.int64), src, dst
 
 
-def bench_identity(spark: SparkSession, work: Path, identities: int) -> dict[str, float]:
-    """Time our components and scipy's on one generated graph; check the partitions are the same."""
-    ids, src, dst = random_identity_graph(identities)
-    edges_path = work / f"identity-edges-{identities}"
-    nodes_path = work / f"identity-nodes-{identities}"
-    pd.DataFrame({"src": ids[src], "dst": ids[dst]}).to_parquet(edges_path.with_suffix(".parquet"))
-    pd.DataFrame({"id": ids}).to_parquet(nodes_path.with_suffix(".parquet"))
+def changed_graph(ids: np.ndarray, src: np.ndarray, dst: np.ndarray, share: float = 0.01,
+                  seed: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The next day's graph: ``share`` of the links change (half removed, half added, a fifth of the added
+    ones reaching new identities)."""
+    rng = np.random.default_rng(seed)
+    changed = max(2, int(len(src) * share))
+    keep = np.ones(len(src), dtype=bool)
+    keep[rng.choice(len(src), changed // 2, replace=False)] = False
+    fresh = changed // 10
+    new_ids = rng.choice(np.iinfo(np.int64).max // 2, size=fresh, replace=False) + np.iinfo(np.int64).max // 2
+    all_ids = np.concatenate([ids, new_ids.astype(np.int64)])
+    added = changed - changed // 2
+    add_src = rng.integers(0, len(ids), added)
+    add_dst = np.concatenate([rng.integers(0, len(all_ids), added - fresh), np.arange(len(ids), len(all_ids))])
+    return all_ids, np.concatenate([src[keep], add_src]), np.concatenate([dst[keep], add_dst])
 
+
+def _write(work: Path, name: str, frame: pd.DataFrame) -> str:
+    path = work / f"{name}.parquet"
+    frame.to_parquet(path)
+    return str(path)
+
+
+def _scipy(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[int, np.ndarray, float]:
     started = time.perf_counter()
-    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(identities, identities)).tocsr()
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
     count, labels = scipy_components(graph, directed=False)
-    scipy_seconds = time.perf_counter() - started
+    return count, labels, time.perf_counter() - started
 
-    edges = spark.read.parquet(str(edges_path.with_suffix(".parquet")))
-    nodes = spark.read.parquet(str(nodes_path.with_suffix(".parquet")))
+
+def _same_partition(result: pd.DataFrame, ids: np.ndarray, labels: np.ndarray, count: int) -> bool:
+    """Each scipy component maps to exactly one of ours, and the counts agree."""
+    expected = pd.DataFrame({"id": ids, "scipy": labels})
+    pairs = expected.merge(result, on="id", how="left")[["scipy", "component"]].drop_duplicates()
+    return (len(result) == len(ids) and not pairs["component"].isna().any()
+            and len(pairs) == count == pairs["component"].nunique())
+
+
+def bench_identity(spark: SparkSession, work: Path, identities: int) -> dict[str, float]:
+    """Time our components and scipy's on one generated graph (the partitions must be the same); then change
+    1% of the links and time a full run against the incremental run of the job (same answer required)."""
+    day0, day1 = dt.date(2026, 11, 26), dt.date(2026, 11, 27)
+    ids, src, dst = random_identity_graph(identities)
+    count, labels, scipy_seconds = _scipy(identities, src, dst)
+    edges = spark.read.parquet(_write(work, f"identity-edges-{identities}", pd.DataFrame({"src": ids[src],
+                                                                                        "dst": ids[dst]})))
+    nodes = spark.read.parquet(_write(work, f"identity-nodes-{identities}", pd.DataFrame({"id": ids})))
     with measure() as m:
-        result = pd.DataFrame(connected_components(edges, nodes).toPandas())
-    ours = dict(zip(result["id"].to_numpy(), result["component"].to_numpy(), strict=True))
-    # Same partition: each scipy component maps to exactly one of ours, and the counts agree.
-    ours_of_node = np.array([ours[i] for i in ids.tolist()])
-    pairs = pd.DataFrame({"scipy": labels, "ours": ours_of_node}).drop_duplicates()
-    matches = len(result) == identities and len(pairs) == count == pairs["ours"].nunique()
-    if not matches:
+        computed = connected_components(edges, nodes).localCheckpoint(eager=True)
+    result = pd.DataFrame(computed.toPandas())  # not timed: bringing 1M rows to pandas is the check's cost
+    if not _same_partition(result, ids, labels, count):
         raise AssertionError(f"connected components differ from scipy on {identities} identities")
     log.info("identity %d: ours %.1fs, scipy %.2fs, %d components", identities, m.seconds, scipy_seconds, count)
+
+    # The previous run as the job stores it: identity map (node, component, seen dates) and links.
+    previous = PreviousRun(
+        day0,
+        spark.read.parquet(_write(work, f"identity-map-{identities}", pd.DataFrame({
+            "node_id": result["id"], "component": result["component"], "first_seen": day0, "last_seen": day0}))),
+        spark.read.parquet(_write(work, f"identity-links-{identities}", _links(ids[src], ids[dst], day0))),
+        spark.createDataFrame([], "component long, run_date date"))
+    ids1, src1, dst1 = changed_graph(ids, src, dst)
+    seen = pd.Series(day0, index=ids1)
+    links1 = _links(ids1[src1], ids1[dst1], day0)
+    fresh = ~links1.set_index(["src", "dst"]).index.isin(_links(ids[src], ids[dst], day0).set_index(
+        ["src", "dst"]).index)
+    links1.loc[fresh, "seen_date"] = day1  # the new links were seen on the new day, so were their ends
+    seen.loc[np.concatenate([links1.loc[fresh, "src"].to_numpy(), links1.loc[fresh, "dst"].to_numpy()])] = day1
+    identities1 = spark.read.parquet(_write(work, f"identity-identities1-{identities}", pd.DataFrame({
+        "node_id": ids1, "first_seen": [day0] * len(ids) + [day1] * (len(ids1) - len(ids)),
+        "last_seen": seen.to_numpy()})))
+    edges1 = spark.read.parquet(_write(work, f"identity-links1-{identities}", links1))
+    count1, labels1, _ = _scipy(len(ids1), src1, dst1)
+
+    with measure() as full:
+        full_computed = connected_components(edges1, identities1.select(F.col("node_id").alias("id"))
+                                             ).localCheckpoint(eager=True)
+    with measure() as incremental:
+        incremental_computed = incremental_components(identities1, edges1, previous).localCheckpoint(eager=True)
+    full_result = pd.DataFrame(full_computed.toPandas())
+    incremental_result = pd.DataFrame(incremental_computed.toPandas())
+    for name, frame in (("full", full_result), ("incremental", incremental_result)):
+        if not _same_partition(frame, ids1, labels1, count1):
+            raise AssertionError(f"{name} run after the change differs from scipy on {identities} identities")
+    log.info("identity %d after a 1%% change: full %.1fs, incremental %.1fs", identities, full.seconds,
+             incremental.seconds)
     return {"identities": identities, "links": len(src), "components": count,
             "ours_seconds": round(m.seconds, 1), "scipy_seconds": round(scipy_seconds, 2),
-            "ratio": round(m.seconds / scipy_seconds, 1), "partitions_match": matches,
-            "peak_rss_mib": round(m.peak_rss_mib)}
+            "ours_over_scipy": round(m.seconds / scipy_seconds, 1), "partitions_match": True,
+            "changed_links": int(len(src) * 0.01), "full_after_change_s": round(full.seconds, 1),
+            "incremental_s": round(incremental.seconds, 1),
+            "incremental_over_full": round(incremental.seconds / full.seconds, 2),
+            "peak_rss_mib": round(max(m.peak_rss_mib, full.peak_rss_mib, incremental.peak_rss_mib))}
+
+
+def _links(src: np.ndarray, dst: np.ndarray, day: dt.date) -> pd.DataFrame:
+    """Distinct oriented links with their seen date and time, as the job stores them."""
+    frame = pd.DataFrame({"src": np.minimum(src, dst), "dst": np.maximum(src, dst)})
+    frame = frame[frame["src"] != frame["dst"]].drop_duplicates().reset_index(drop=True)
+    frame["seen_date"] = day
+    frame["seen_ts"] = pd.Timestamp(day)
+    return frame

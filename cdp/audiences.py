@@ -13,6 +13,10 @@ cost one scan of the profiles and one aggregation over the events, not fifty of 
    A rule naming another audience (``audience: id``) inlines that audience's compiled column, so
    audiences of audiences are evaluated in dependency order within the same projection.
 
+An audience naming a merge policy other than the default reads its attributes from columns
+prefixed with :func:`policy_prefix` (the same fragments merged under that policy, joined to the
+profiles by the caller): one frame, one projection, whatever the policies.
+
 Operators follow Spark: ``regex`` is a Java regular expression found anywhere in the value (anchor
 it with ``^...$`` to match the whole value); ``starts_with``, ``ends_with``, ``contains`` and ``=`` on
 strings are case-sensitive.
@@ -59,6 +63,11 @@ COUNTED = ("count", "count_distinct")  # measures that are 0, not missing, for a
 
 class RuleError(CdpError):
     """An audience rule cannot be compiled against the profile snapshot (unknown column, bad literal)."""
+
+
+def policy_prefix(policy: str) -> str:
+    """The prefix of the attribute columns merged under a non-default merge policy (``_merge_<policy>__``)."""
+    return f"_merge_{policy}__"
 
 
 def field_column(name: str) -> str:
@@ -343,9 +352,12 @@ def _predicate(column: Column, dtype: T.DataType, op: str, value: Any, name: str
     return _COMPARISONS[op](column, _literal(value, dtype, name))
 
 
-def _resolve(path: str, schema: T.StructType) -> tuple[Column, T.DataType]:
-    """The column and type of a dotted attribute path (``address.city``) through struct fields."""
+def _resolve(path: str, schema: T.StructType, prefix: str = "") -> tuple[Column, T.DataType]:
+    """The column and type of a dotted attribute path (``address.city``) through struct fields; with a
+    ``prefix``, the attribute is read from the prefixed column (another merge policy's) when there is one."""
     head, *rest = path.split(".")
+    if prefix and f"{prefix}{head}" in schema.names:
+        head = f"{prefix}{head}"
     if head not in schema.names:
         raise RuleError(f"attribute '{path}' is not a column of the profiles")
     column, dtype = F.col(head), schema[head].dataType
@@ -356,10 +368,10 @@ def _resolve(path: str, schema: T.StructType) -> tuple[Column, T.DataType]:
     return column, dtype
 
 
-def _attribute(condition: AttributeCondition, schema: T.StructType) -> Column:
+def _attribute(condition: AttributeCondition, schema: T.StructType, prefix: str = "") -> Column:
     """One attribute leaf; may be null where the attribute is (the caller coalesces)."""
     name, op, value = condition.attribute, condition.op, condition.value
-    column, dtype = _resolve(name, schema)
+    column, dtype = _resolve(name, schema, prefix)
     if isinstance(dtype, T.MapType):
         if condition.key is None:
             if op not in ("exists", "missing"):
@@ -433,21 +445,23 @@ def _sequence(condition: SequenceCondition, schema: T.StructType) -> Column:
     return F.exists(firsts, follows)
 
 
-def compile_rule(rule: Rule, schema: T.StructType, audiences: Mapping[str, Column] | None = None) -> Column:
+def compile_rule(rule: Rule, schema: T.StructType, audiences: Mapping[str, Column] | None = None,
+                 prefix: str = "") -> Column:
     """A rule as a boolean column (never null) over profiles carrying the measure columns.
 
     ``schema`` is the schema of that per-profile frame: it gives each attribute's type, so ISO
     strings compare with date and timestamp attributes as dates and times. ``audiences`` holds the
-    compiled columns of the audiences the rule may name.
+    compiled columns of the audiences the rule may name. ``prefix``: read attributes from the columns
+    of another merge policy (:func:`policy_prefix`).
     """
     resolved = audiences or {}
     if rule.all is not None:
-        return functools.reduce(lambda a, b: a & b, (compile_rule(r, schema, resolved) for r in rule.all))
+        return functools.reduce(lambda a, b: a & b, (compile_rule(r, schema, resolved, prefix) for r in rule.all))
     if rule.any is not None:
-        return functools.reduce(lambda a, b: a | b, (compile_rule(r, schema, resolved) for r in rule.any))
+        return functools.reduce(lambda a, b: a | b, (compile_rule(r, schema, resolved, prefix) for r in rule.any))
     if rule.not_ is not None:
         # The child is never null, so negation is plain two-valued logic.
-        return ~compile_rule(rule.not_, schema, resolved)
+        return ~compile_rule(rule.not_, schema, resolved, prefix)
     if rule.audience is not None:
         if rule.audience not in resolved:
             raise RuleError(f"audience '{rule.audience}' is not defined (or not evaluated with this one)")
@@ -462,31 +476,40 @@ def compile_rule(rule: Rule, schema: T.StructType, audiences: Mapping[str, Colum
     else:
         condition = rule.attribute_condition
         assert condition is not None  # the model guarantees exactly one kind
-        leaf = _attribute(condition, schema)
+        leaf = _attribute(condition, schema, prefix)
     return F.coalesce(leaf, F.lit(False))
 
 
-def compile_audiences(audiences: Iterable[AudienceSpec], schema: T.StructType) -> dict[str, Column]:
-    """Every audience's rule compiled, by audience id, dependencies first; errors name the audience."""
+def compile_audiences(audiences: Iterable[AudienceSpec], schema: T.StructType,
+                      policies: Mapping[str, str] | None = None) -> dict[str, Column]:
+    """Every audience's rule compiled, by audience id, dependencies first; errors name the audience.
+
+    ``policies`` maps a merge policy name to the prefix of its attribute columns: an audience naming
+    one of them reads its attributes there; the others read the profile columns (the default policy).
+    An audience naming another keeps that audience's own policy (its compiled column is inlined).
+    """
     by_id = {a.id: a for a in audiences}
+    prefixes = policies or {}
     compiled: dict[str, Column] = {}
     for audience in with_dependencies(by_id, by_id):
+        prefix = prefixes.get(audience.merge_policy or "", "")
         try:
-            compiled[audience.id] = compile_rule(audience.rule, schema, compiled)
+            compiled[audience.id] = compile_rule(audience.rule, schema, compiled, prefix)
         except RuleError as exc:
             raise RuleError(f"audience '{audience.id}': {exc}") from None
     # In the order given, not the dependency order.
     return {a: compiled[a] for a in by_id}
 
 
-def transform_qualify(profiles: DataFrame, audiences: Sequence[AudienceSpec]) -> DataFrame:
+def transform_qualify(profiles: DataFrame, audiences: Sequence[AudienceSpec],
+                      policies: Mapping[str, str] | None = None) -> DataFrame:
     """(audience_id, profile_id) for every profile each audience's rule selects.
 
     All rules are evaluated in one projection: each row builds the array of the audience ids it
     qualifies for, which is then exploded, so the profiles are read once whatever the number of
-    audiences.
+    audiences. ``policies``: see :func:`compile_audiences`.
     """
-    compiled: Mapping[str, Column] = compile_audiences(audiences, profiles.schema)
+    compiled: Mapping[str, Column] = compile_audiences(audiences, profiles.schema, policies)
     if not compiled:
         return profiles.select(F.lit(None).cast("string").alias(AUDIENCE_ID), PROFILE_ID).where(F.lit(False))
     hits = F.array(*[F.when(condition, F.lit(audience_id)) for audience_id, condition in compiled.items()])

@@ -56,7 +56,9 @@ QUARANTINE = TableSpec(
 BATCH_LEDGER = TableSpec(
     name="batch_ledger",
     path="batch_ledger",
-    description="One row per landed file and run: rows read = rows valid + rows quarantined.",
+    description=("One row per landed file and run: rows read = rows valid + rows quarantined. status is ok, "
+                 "rejected (batch over the rejected share), unreadable or duplicate (content already ingested: "
+                 "the file counts as one quarantined record); sha256 is the file's content hash."),
     written_by="validate",
     write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere)",
     keys=["dataset", "batch_date", "source_file"],
@@ -70,6 +72,8 @@ BATCH_LEDGER = TableSpec(
         T.StructField("rows_quarantined", T.LongType(), False),
         T.StructField("status", T.StringType(), False),
         T.StructField("run_id", T.StringType(), True),
+        # Added after the first release: tables written before it gain the column on their next write.
+        T.StructField("sha256", T.StringType(), True),
     ]),
 )
 
@@ -112,7 +116,11 @@ IDENTITY_MAP = TableSpec(
         T.StructField("profile_id", T.StringType(), False),
         T.StructField("first_seen", T.DateType(), False),
         T.StructField("last_seen", T.DateType(), False),
+        T.StructField("component", T.LongType(), True),
     ]),
+    columns=("component: the smallest node id of the identity's connected component before collapse protection "
+             "(what an incremental run recomputes when the component is touched); null in slices written before "
+             "the column existed"),
 )
 
 IDENTITY_AUDIT = TableSpec(
@@ -163,16 +171,68 @@ PROFILE_ID_CHANGES = TableSpec(
     columns="identities: how many identities of previous_profile_id are now in profile_id",
 )
 
+IDENTITY_LINKS = TableSpec(
+    name="identity_links",
+    path="identity_links",
+    description=("The identity graph's edges as of a run date: two identities seen on the same record, with "
+                 "the latest batch date and record time the link was seen. The next run diffs its links "
+                 "against these to find the components it must recompute."),
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "src", "dst"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("src", T.LongType(), False),
+        T.StructField("dst", T.LongType(), False),
+        T.StructField("seen_date", T.DateType(), True),
+        T.StructField("seen_ts", T.TimestampType(), True),
+    ]),
+    columns="src < dst: node ids of identity_map.node_id",
+)
+
+IDENTITY_RUNS = TableSpec(
+    name="identity_runs",
+    path="identity_runs",
+    description=("How each run date's identity resolution was computed: 'full' (every component) or "
+                 "'incremental' (only the components touched by new, changed or removed identities and "
+                 "links since previous_run_date; the others copied), and why."),
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("previous_run_date", T.DateType(), True),
+        T.StructField("config_fingerprint", T.StringType(), False),
+        T.StructField("identities", T.LongType(), False),
+        T.StructField("links", T.LongType(), False),
+        T.StructField("recomputed_identities", T.LongType(), False),
+        T.StructField("recomputed_components", T.LongType(), True),
+    ]),
+    columns=("config_fingerprint: hash of the namespaces' settings and the identity cap; an incremental run "
+             "needs the previous run's to be equal. recomputed_components: previous components touched "
+             "(null for a full run)"),
+)
+
 PROFILES = TableSpec(
     name="profiles",
     path="profiles",
-    description="One row per profile and run date: merged attributes and the identity map.",
+    description=("One row per profile and run date: attributes merged by the workspace's default merge policy, "
+                 "the identity map, each dataset's last update and the events counted by the segmentation cap."),
     written_by="build_profiles",
     write_mode="overwrite of the run_date partition (replaceWhere)",
     keys=["run_date", "profile_id"],
     partition_by=["run_date"],
     columns=("run_date, profile_id, identities (map namespace -> sorted values), identity_count, "
-             "then one column per profile attribute (the fields of the profile datasets' schemas)"),
+             "dataset_last_update (map dataset -> newest _record_ts of the profile's records in that dataset; "
+             "datasets without one left out), events_in_window (long: the profile's events of every type in the "
+             "audiences' evaluation window, from the first day any audience's event condition reads, all history "
+             "when one is unbounded, to the run date; 0 when no audience reads events; compared with "
+             "guardrails.max_events_per_profile), then one column per profile attribute (the fields of the "
+             "profile datasets' schemas)"),
 )
 
 AUDIENCE_MEMBERSHIP = TableSpec(
@@ -268,7 +328,8 @@ QUALITY_RESULTS = TableSpec(
 )
 
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
-              PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LOG, RUN_METRICS, QUALITY_RESULTS]
+              IDENTITY_LINKS, IDENTITY_RUNS, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LOG,
+              RUN_METRICS, QUALITY_RESULTS]
 
 
 @dataclass(frozen=True)

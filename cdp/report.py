@@ -49,7 +49,11 @@ def format_report(report: dict[str, object]) -> str:
         lines.append(f"profiles built {built.get('profiles', 0)}, "
                      f"with attributes {built.get('profiles_with_attributes', 0)}")
     audiences = metrics.get("evaluate_audiences", {}).get("all", {})
-    ids = sorted({name.split(".")[0] for name in audiences if "." in name})
+    event_cap, identity_cap = audiences.get("excluded.event_cap", 0), audiences.get("excluded.identity_cap", 0)
+    if event_cap or identity_cap:
+        lines.append(f"left out of audience evaluation: {event_cap} profile(s) over the event cap "
+                     f"(max_events_per_profile), {identity_cap} over the identity cap (max_identities_per_graph)")
+    ids = sorted({name.removesuffix(".size") for name in audiences if name.endswith(".size")})
     if ids:
         lines += ["", f"{'audience':<24}{'size':>8}{'realized':>10}{'existing':>10}{'exited':>8}"]
         for audience_id in ids:

@@ -36,9 +36,14 @@ def submit_conf() -> dict[str, str]:
         # Small local default; on a cluster set CDP_SHUFFLE_PARTITIONS or leave AQE to coalesce.
         "spark.sql.shuffle.partitions": os.environ.get("CDP_SHUFFLE_PARTITIONS", "8"),
         "spark.sql.adaptive.enabled": "true",
+        # Delta rebuilds a table's state from its log with this many tasks (default 50) before every read,
+        # write and MERGE; our logs are small, and 50 tasks cost seconds each time on a few cores.
+        "spark.databricks.delta.snapshotPartitions": os.environ.get("CDP_DELTA_SNAPSHOT_PARTITIONS", "2"),
         # Schema changes are made on purpose by the jobs (additive evolution), never merged implicitly.
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # Plans over several cached frames print each cache's plan again: bound the text the UI keeps.
+        "spark.sql.maxPlanStringLength": "1048576",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}",
         # Python workers must run the interpreter that has pyspark and cdp installed (the venv's),
         # not whatever `python3` comes first on PATH. On a cluster, set PYSPARK_PYTHON to its path there.

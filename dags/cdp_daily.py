@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from cdp_provider.operators.spark_job import CdpSparkJobOperator
 
@@ -25,11 +25,14 @@ re-runs past days, and every task replaces exactly its day's slice, so re-runnin
 | 2 | `validate` (one per dataset) | checks landed files against the schema; bad records to `quarantine` |
 | 3 | `ingest` (one per dataset) | MERGE into the dataset tables (profiles upserted, events deduplicated) |
 | 4 | `check_ingest` | Great Expectations: ledger reconciles, keys not null and unique |
-| 5 | `resolve_identities` → `check_identities` | identity graph, connected components, profile ids |
+| 5 | `resolve_identities` → `check_identities` | identity graph, connected components, profile ids (incremental) |
 | 6 | `build_profiles` → `check_profiles` | merged profile attributes and identity maps |
 | 7 | `evaluate_audiences` → `check_audiences` | membership: realized / existing / exited |
 | 8 | `export` (one per destination) | files for each destination |
 | 9 | `report` | a summary of the run in the task log |
+
+Identity resolution recomputes only the graph components touched since the previous run; trigger
+with the param `full_identity_rebuild` to recompute every component (the result is the same).
 
 Workspace, lake, landing and exports come from `CDP_WORKSPACE`, `CDP_LAKE`, `CDP_LANDING`,
 `CDP_EXPORTS` on the worker; Spark's master from the `spark_default` connection.
@@ -52,6 +55,14 @@ with DAG(
     max_active_runs=1,
     default_args=default_args,
     tags=["cdp", "daily", "activation"],
+    params={
+        "full_identity_rebuild": Param(
+            False,
+            type="boolean",
+            description="Recompute every identity graph component instead of only those touched since the "
+            "previous run (same result; use after restoring the lake or to re-verify it).",
+        ),
+    },
 ) as dag:
 
     @task
@@ -82,7 +93,11 @@ with DAG(
     def check(stage: str) -> CdpSparkJobOperator:
         return CdpSparkJobOperator(task_id=f"check_{stage}", job="check_quality", extra_args=["--stage", stage])
 
-    resolve = CdpSparkJobOperator(task_id="resolve_identities", job="resolve_identities")
+    resolve = CdpSparkJobOperator(
+        task_id="resolve_identities",
+        job="resolve_identities",
+        extra_args=["--mode", "{{ 'full' if params.full_identity_rebuild else 'auto' }}"],
+    )
     profiles = CdpSparkJobOperator(task_id="build_profiles", job="build_profiles")
     audiences = CdpSparkJobOperator(task_id="evaluate_audiences", job="evaluate_audiences")
     export = CdpSparkJobOperator.partial(

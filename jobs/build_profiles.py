@@ -3,7 +3,13 @@
 Each profile record (a *fragment*) is attached to its profile through its primary identity and
 the identity map of the run date. Attributes are merged one by one, not record by record: for
 each attribute the winning fragment is the newest one carrying a value (``timestamp_ordered``), or
-the one of the most trusted dataset (``dataset_precedence``), so a null never hides a value.
+the one of the most trusted dataset (``dataset_precedence``), so a null never hides a value. The
+profiles table is built with the workspace's default merge policy; evaluate_audiences merges the
+same fragments again (:func:`read_fragments`, :func:`merge_profiles`) for audiences naming another.
+
+Each profile also carries the newest record time of its fragments per dataset (``dataset_last_update``)
+and its number of events in the audiences' evaluation window (``events_in_window``, what the
+segmentation cap ``guardrails.max_events_per_profile`` is checked against).
 
 Writes the ``profiles`` slice of the run date. Run as ``spark-submit jobs/build_profiles.py
 --run-date YYYY-MM-DD``.
@@ -20,8 +26,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdp.audiences import collect_event_counters, lookback_start
 from cdp.datasets import read_dataset_as_of
 from cdp.delta_io import create_table_if_absent, read_table, record_metrics, replace_slice
+from cdp.events import read_events
 from cdp.identities import normalize
 from cdp.lake import IDENTITY_MAP, PROFILES, date_literal
 from cdp.run_context import RunContext, job_parser, parse_job_args
@@ -35,7 +43,7 @@ from cdp.schemas import (
 )
 from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
-from cdp.workspace.models import FieldSpec, SchemaSpec
+from cdp.workspace.models import FieldSpec, MergePolicy, SchemaSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,9 @@ DATASET_COLUMN = "_dataset"
 # Fragment columns before the attributes; the last four order fragments in time.
 FRAGMENT_KEYS = ["profile_id", DATASET_COLUMN, RECORD_TS, BATCH_DATE, SOURCE_FILE, ROW_NUMBER]
 IDENTITIES_TYPE = T.MapType(T.StringType(), T.ArrayType(T.StringType()))
+LAST_UPDATE = "dataset_last_update"
+LAST_UPDATE_TYPE = T.MapType(T.StringType(), T.TimestampType())
+EVENTS_IN_WINDOW = "events_in_window"
 
 
 def profiles_struct(attributes: Mapping[str, FieldSpec]) -> T.StructType:
@@ -53,6 +64,9 @@ def profiles_struct(attributes: Mapping[str, FieldSpec]) -> T.StructType:
         T.StructField("profile_id", T.StringType(), False),
         T.StructField("identities", IDENTITIES_TYPE, False),
         T.StructField("identity_count", T.IntegerType(), False),
+        # Nullable: added to tables created before these columns existed (rows written earlier read null).
+        T.StructField(LAST_UPDATE, LAST_UPDATE_TYPE, True),
+        T.StructField(EVENTS_IN_WINDOW, T.LongType(), True),
         *[T.StructField(name, spark_type(spec), True) for name, spec in attributes.items()],
     ])
 
@@ -74,6 +88,13 @@ def precedence_ranks(precedence: Sequence[str], datasets: Sequence[str]) -> dict
     for name in sorted(set(datasets) - set(ranks)):
         ranks[name] = len(ranks)
     return ranks
+
+
+def policy_ranks(ws: Workspace, policy: MergePolicy) -> dict[str, int] | None:
+    """The ``ranks`` of :func:`transform_merge_attributes` for a merge policy (None: timestamp ordered)."""
+    if policy.type != "dataset_precedence":
+        return None
+    return precedence_ranks(policy.datasets, [d.name for d in ws.profile_datasets])
 
 
 # ---------------------------------------------------------------- transforms
@@ -105,13 +126,25 @@ def _rank(ranks: Mapping[str, int], dataset: Column) -> Column:
     return F.coalesce(lookup[dataset], F.lit(len(ranks)))
 
 
+def last_update_by_dataset(datasets: Sequence[str]) -> Column:
+    """An aggregate over a profile's fragments: dataset -> newest ``_record_ts`` of its records (datasets of
+    ``datasets`` without a record of the profile are left out of the map)."""
+    if not datasets:
+        return F.create_map().cast(LAST_UPDATE_TYPE)
+    newest = [x for name in sorted(datasets)
+              for x in (F.lit(name), F.max(F.when(F.col(DATASET_COLUMN) == name, F.col(RECORD_TS))))]
+    return F.map_filter(F.create_map(*newest), lambda _, ts: ts.isNotNull())
+
+
 def transform_merge_attributes(fragments: DataFrame, attributes: Sequence[str],
-                               ranks: Mapping[str, int] | None = None) -> DataFrame:
+                               ranks: Mapping[str, int] | None = None,
+                               datasets: Sequence[str] | None = None) -> DataFrame:
     """One row per profile id of ``fragments``: each attribute from the fragment that wins it.
 
     Without ``ranks`` (timestamp_ordered) the newest non-null value wins, by (_record_ts,
     _batch_date, _source_file, _row_number). With ``ranks`` (dataset_precedence) the non-null value
-    of the lowest-ranked dataset wins, ties by the same time order.
+    of the lowest-ranked dataset wins, ties by the same time order. With ``datasets``, a
+    ``dataset_last_update`` column is computed in the same aggregation (:func:`last_update_by_dataset`).
     """
     order = [F.col(RECORD_TS), F.col(BATCH_DATE), F.col(SOURCE_FILE), F.col(ROW_NUMBER)]
     if ranks:
@@ -119,6 +152,8 @@ def transform_merge_attributes(fragments: DataFrame, attributes: Sequence[str],
     key = F.struct(*order)
     # max_by skips rows whose ordering is null: a fragment without the attribute cannot win it.
     merged = [F.max_by(F.col(name), F.when(F.col(name).isNotNull(), key)).alias(name) for name in attributes]
+    if datasets is not None:
+        merged.append(last_update_by_dataset(datasets).alias(LAST_UPDATE))
     if not merged:
         return fragments.select("profile_id").distinct()
     return fragments.groupBy("profile_id").agg(*merged)
@@ -135,16 +170,69 @@ def transform_profile_identities(identity_map: DataFrame) -> DataFrame:
                  F.sum(F.size("values")).cast(T.IntegerType()).alias("identity_count")))
 
 
+def transform_event_counts(events: DataFrame) -> DataFrame:
+    """``profile_id``, ``events_in_window``: the number of events of each profile of ``events``."""
+    return events.groupBy("profile_id").agg(F.count(F.lit(1)).alias(EVENTS_IN_WINDOW))
+
+
 def transform_profiles(identities: DataFrame, merged: DataFrame, attributes: Mapping[str, FieldSpec],
-                       run_date: dt.date) -> DataFrame:
-    """Every profile of ``identities`` with its merged attributes (null when it has no profile record)."""
+                       run_date: dt.date, event_counts: DataFrame | None = None) -> DataFrame:
+    """Every profile of ``identities`` with its merged attributes (null when it has no profile record).
+
+    ``merged`` may carry ``dataset_last_update`` (an empty map when absent or without a record);
+    ``event_counts`` is :func:`transform_event_counts`' result (0 for a profile without events, or for all
+    profiles when None).
+    """
     joined = identities.join(merged, "profile_id", "left")
+    if event_counts is not None:
+        joined = joined.join(event_counts, "profile_id", "left")
+    empty = F.create_map().cast(LAST_UPDATE_TYPE)
+    last_update = F.coalesce(F.col(LAST_UPDATE), empty) if LAST_UPDATE in merged.columns else empty
+    events = F.coalesce(F.col(EVENTS_IN_WINDOW), F.lit(0)) if event_counts is not None else F.lit(0)
     return joined.select(
         F.lit(run_date).alias("run_date"), "profile_id", F.col("identities").cast(IDENTITIES_TYPE), "identity_count",
+        last_update.cast(LAST_UPDATE_TYPE).alias(LAST_UPDATE), events.cast(T.LongType()).alias(EVENTS_IN_WINDOW),
         *[F.col(name).cast(spark_type(spec)).alias(name) for name, spec in attributes.items()])
 
 
 # ---------------------------------------------------------------- I/O
+
+
+def read_fragments(spark: SparkSession, ws: Workspace, ctx: RunContext, identity_map: DataFrame,
+                   warn: bool = False) -> DataFrame:
+    """The fragments of every profile dataset as of the run date (:func:`transform_fragments`, unioned)."""
+    attributes = ws.profile_attributes()
+    parts = []
+    for dataset in ws.profile_datasets:
+        if warn and not dataset.identity_enabled:
+            # Its identities are not resolved, so only those also seen in another dataset match.
+            log.warning("dataset %s feeds profiles but is not identity-enabled: its records join a profile only "
+                        "through identities resolved from other datasets", dataset.name)
+        schema = ws.schema_of(dataset.name)
+        primary = schema.primary_identity
+        assert primary is not None and primary.identity is not None
+        records = read_dataset_as_of(spark, ctx.lake, ws, dataset.name, ctx.run_date)
+        parts.append(transform_fragments(records, dataset.name, schema,
+                                         ws.namespaces[primary.identity.namespace].type, identity_map, attributes))
+    return reduce(DataFrame.unionByName, parts) if parts else spark.createDataFrame([], fragments_struct(attributes))
+
+
+def merge_profiles(ws: Workspace, fragments: DataFrame, policy: MergePolicy,
+                   with_last_update: bool = False) -> DataFrame:
+    """The fragments merged under ``policy``: profile_id then every profile attribute (and dataset_last_update)."""
+    datasets = [d.name for d in ws.profile_datasets] if with_last_update else None
+    return transform_merge_attributes(fragments, list(ws.profile_attributes()), policy_ranks(ws, policy), datasets)
+
+
+def read_event_counts(spark: SparkSession, ws: Workspace, ctx: RunContext, identity_map: DataFrame) -> DataFrame | None:
+    """Events per profile in the audiences' evaluation window: every event type, from the first day any
+    audience's event condition reads (all history when one is unbounded) to the run date. None when no
+    audience reads events (nothing is considered by segmentation: every count is 0)."""
+    counters = collect_event_counters(ws.audiences.values())
+    if not counters:
+        return None
+    events = read_events(spark, ws, ctx.lake, ctx.run_date, identity_map, lookback_start(counters, ctx.run_date))
+    return transform_event_counts(events) if events is not None else None
 
 
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
@@ -154,25 +242,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     identity_map = (read_table(spark, ctx.lake.path(IDENTITY_MAP), IDENTITY_MAP.schema)
                     .where(F.col("run_date") == F.lit(ctx.run_date))).persist()
     try:
-        parts = []
-        for dataset in ws.profile_datasets:
-            if not dataset.identity_enabled:
-                # Its identities are not resolved, so only those also seen in another dataset match.
-                log.warning("dataset %s feeds profiles but is not identity-enabled: its records join a profile only "
-                            "through identities resolved from other datasets", dataset.name)
-            schema = ws.schema_of(dataset.name)
-            primary = schema.primary_identity
-            assert primary is not None and primary.identity is not None
-            records = read_dataset_as_of(spark, ctx.lake, ws, dataset.name, ctx.run_date)
-            parts.append(transform_fragments(records, dataset.name, schema,
-                                             ws.namespaces[primary.identity.namespace].type, identity_map, attributes))
-        fragments = reduce(DataFrame.unionByName, parts) if parts else spark.createDataFrame(
-            [], fragments_struct(attributes))
-        ranks = None
-        if ws.config.merge_policy == "dataset_precedence":
-            ranks = precedence_ranks(ws.config.dataset_precedence, [d.name for d in ws.profile_datasets])
-        merged = transform_merge_attributes(fragments, list(attributes), ranks)
-        profiles = transform_profiles(transform_profile_identities(identity_map), merged, attributes, ctx.run_date)
+        fragments = read_fragments(spark, ws, ctx, identity_map, warn=True)
+        merged = merge_profiles(ws, fragments, ws.config.policy(), with_last_update=True)
+        profiles = transform_profiles(transform_profile_identities(identity_map), merged, attributes, ctx.run_date,
+                                      read_event_counts(spark, ws, ctx, identity_map))
 
         create_table_if_absent(spark, path, profiles_struct(attributes), PROFILES.partition_by)
         # An attribute added to a profile schema becomes a new column (additive evolution).

@@ -15,19 +15,26 @@ no                        exited                      exited, kept while younger
 
 Everything read is the run date's snapshot (profiles, identity map) or what had landed by then
 (events with ``_batch_date <= D``), so re-running or backfilling a day reproduces that day.
+
+Segmentation guardrails: a profile with more events in the evaluation window than
+``guardrails.max_events_per_profile`` (its ``events_in_window``), or more identities than
+``guardrails.max_identities_per_graph``, is left out of evaluation: it gets no membership (a
+previous one exits) and is counted in the metrics ``excluded.event_cap`` / ``excluded.identity_cap``.
+
+Merge policies: the profiles table is merged with the workspace's default policy. Audiences naming
+another policy read their attributes from the same fragments merged under that policy, one merge
+per distinct policy, joined to the profiles before the single event aggregation and projection.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from cdp.audiences import (
     AUDIENCE_ID,
@@ -38,20 +45,22 @@ from cdp.audiences import (
     collect_event_counters,
     event_counters,
     event_fields,
-    field_column,
     lookback_start,
+    policy_prefix,
     transform_qualify,
     with_counters,
     with_dependencies,
 )
 from cdp.delta_io import latest_partition_before, read_table, record_metrics, replace_slice, table_exists
-from cdp.identities import normalize
-from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, DATASET, IDENTITY_MAP, PROFILES, date_literal
+from cdp.events import empty_events, event_field_types
+from cdp.events import read_events as read_linked_events
+from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, IDENTITY_MAP, PROFILES, date_literal
 from cdp.run_context import RunContext, job_parser, parse_job_args
-from cdp.schemas import BATCH_DATE, spark_type
+from cdp.schemas import spark_type
 from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
-from cdp.workspace.models import AudienceSpec, SchemaSpec
+from cdp.workspace.models import AudienceSpec, Guardrails, MergePolicy
+from jobs.build_profiles import EVENTS_IN_WINDOW, merge_profiles, read_fragments
 
 log = logging.getLogger(__name__)
 
@@ -68,48 +77,40 @@ MEMBER_STATUSES = (REALIZED, EXISTING)
 KEYS = [AUDIENCE_ID, PROFILE_ID]
 CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
 
+# Why a profile is left out of evaluation (metrics excluded.<reason>).
+EVENT_CAP = "event_cap"
+IDENTITY_CAP = "identity_cap"
 
-def transform_events(raw: DataFrame, identity_map: DataFrame, dataset: str, schema: SchemaSpec, namespace: str,
-                     namespace_type: str, run_date: dt.date, lookback_days: int | None,
-                     event_types: Sequence[str] | None = None,
-                     fields: Mapping[str, T.DataType] | None = None) -> DataFrame:
-    """One event dataset's events of the lookback window, linked to profiles.
 
-    ``raw`` is the dataset's table, ``identity_map`` the identity map of the run date. Keeps what had
-    landed by the run date with an event day in [run_date - lookback_days + 1, run_date] (no lower
-    bound when ``lookback_days`` is None) and, when given, only the event types some rule counts;
-    returns (profile_id, dataset, event_type, event_date, event_time) then ``field_<name>`` for each of ``fields``
-    (null, of the given type, where this dataset's schema lacks the field).
-    Events whose identity is not in the map belong to no profile and are dropped.
-    """
-    assert schema.timestamp_field and schema.event_type_field and schema.primary_identity
-    timestamp = F.col(schema.timestamp_field)
-    # The bounds on the raw timestamp let Delta skip files by their statistics; the day test decides.
-    until = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
-    in_range = (F.col(BATCH_DATE) <= F.lit(run_date)) & (timestamp < F.lit(until))
-    event_date = F.to_date(timestamp)
-    in_days = event_date <= F.lit(run_date)
-    if lookback_days is not None:
-        first = run_date - dt.timedelta(days=lookback_days - 1)
-        since = dt.datetime.combine(first, dt.time(0), tzinfo=dt.UTC)
-        in_range = in_range & (timestamp >= F.lit(since))
-        in_days = in_days & (event_date >= F.lit(first))
-    extra = [(F.col(name) if schema.field(name) is not None else F.lit(None)).cast(dtype).alias(field_column(name))
-             for name, dtype in sorted((fields or {}).items())]
-    events = raw.where(in_range & in_days).select(
-        F.lit(namespace).alias("namespace"),
-        normalize(namespace_type, F.col(schema.primary_identity.name)).alias("value"),
-        F.col(schema.event_type_field).alias("event_type"),
-        event_date.alias("event_date"),
-        timestamp.alias("event_time"),
-        *extra,
-    ).where(F.col("value").isNotNull())
-    if event_types is not None:
-        events = events.where(F.col("event_type").isin(*sorted(set(event_types))))
-    profiles_of = identity_map.select("namespace", "value", PROFILE_ID)
-    return events.join(profiles_of, ["namespace", "value"], "inner").select(
-        PROFILE_ID, F.lit(dataset).alias("dataset"), "event_type", "event_date", "event_time",
-        *[field_column(name) for name in sorted(fields or {})])
+def _caps(profiles: DataFrame, guardrails: Guardrails) -> dict[str, Column]:
+    """Per segmentation guardrail, whether a profile is over it (never null)."""
+    # A profiles table written before events_in_window existed counts no events.
+    events = F.coalesce(F.col(EVENTS_IN_WINDOW), F.lit(0)) if EVENTS_IN_WINDOW in profiles.columns else F.lit(0)
+    return {EVENT_CAP: events > F.lit(guardrails.max_events_per_profile),
+            IDENTITY_CAP: F.coalesce(F.col("identity_count") > F.lit(guardrails.max_identities_per_graph),
+                                     F.lit(False))}
+
+
+def transform_exclusions(profiles: DataFrame, guardrails: Guardrails) -> DataFrame:
+    """(profile_id, event_cap, identity_cap): every profile over a segmentation guardrail, and which."""
+    caps = _caps(profiles, guardrails)
+    return profiles.where(caps[EVENT_CAP] | caps[IDENTITY_CAP]).select(
+        PROFILE_ID, *[column.alias(reason) for reason, column in caps.items()])
+
+
+def transform_evaluated(profiles: DataFrame, guardrails: Guardrails) -> DataFrame:
+    """The profiles audience evaluation considers: those within every segmentation guardrail."""
+    caps = _caps(profiles, guardrails)
+    return profiles.where(~(caps[EVENT_CAP] | caps[IDENTITY_CAP]))
+
+
+def excluded_counts(profiles: DataFrame, guardrails: Guardrails) -> dict[str, int]:
+    """``excluded.event_cap`` and ``excluded.identity_cap``: profiles over each guardrail (one over both counts
+    in both), in one aggregation over two columns of the profiles."""
+    caps = _caps(profiles, guardrails)
+    row = profiles.agg(*[F.count(F.when(column, F.lit(1))).alias(reason) for reason, column in caps.items()]).first()
+    assert row is not None
+    return {f"excluded.{reason}": int(row[reason]) for reason in caps}
 
 
 def transform_statuses(qualified: DataFrame, previous: DataFrame, run_date: dt.date,
@@ -152,29 +153,6 @@ def conform(df: DataFrame) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType) for f in AUDIENCE_MEMBERSHIP.schema.fields])
 
 
-def event_field_types(ws: Workspace, names: Iterable[str]) -> dict[str, T.DataType]:
-    """The Spark type of each named event field: its declaration in the first event schema declaring it."""
-    out: dict[str, T.DataType] = {}
-    for name in sorted(names):
-        for dataset in ws.event_datasets:
-            declared = ws.schema_of(dataset.name).field(name)
-            if declared is not None:
-                out[name] = spark_type(declared)
-                break
-        else:
-            out[name] = T.StringType()  # declared nowhere: the loader refuses such a rule
-    return out
-
-
-def empty_events(spark: SparkSession, fields: Mapping[str, T.DataType]) -> DataFrame:
-    """An events frame without rows, with the columns transform_events yields."""
-    schema = T.StructType([T.StructField(PROFILE_ID, T.StringType()), T.StructField("dataset", T.StringType()),
-                           T.StructField("event_type", T.StringType()), T.StructField("event_date", T.DateType()),
-                           T.StructField("event_time", T.TimestampType()),
-                           *[T.StructField(field_column(n), t) for n, t in sorted(fields.items())]])
-    return spark.createDataFrame([], schema)
-
-
 def transform_catalog(spark: SparkSession, audiences: Mapping[str, AudienceSpec], run_date: dt.date) -> DataFrame:
     """The AUDIENCE_CATALOG rows of the run date: each audience's streaming eligibility and its reason."""
     rows = [(run_date, audience_id, audiences[audience_id].name, e.evaluation, e.reason)
@@ -201,46 +179,53 @@ def ensure_membership_table(spark: SparkSession, path: str) -> None:
 def read_events(spark: SparkSession, ws: Workspace, ctx: RunContext, identity_map: DataFrame,
                 counters: Sequence[EventCounter]) -> DataFrame | None:
     """The union of the event datasets the counters need, linked to profiles (None: nothing to read)."""
-    first = lookback_start(counters, ctx.run_date)
-    lookback = (ctx.run_date - first).days + 1 if first is not None else None
-    fields = event_field_types(ws, event_fields(counters))
-    frames: list[DataFrame] = []
-    for dataset in ws.event_datasets:
-        types = {c.event_type for c in counters if c.dataset in (None, dataset.name)}
-        if not types:
-            continue  # no rule counts this dataset's events
-        schema = ws.schema_of(dataset.name)
-        primary = schema.primary_identity
-        if primary is None or primary.identity is None:
-            log.warning("event dataset %s has no primary identity: its events cannot count for audiences",
-                        dataset.name)
-            continue
-        path = ctx.lake.path(DATASET, dataset.name)
-        if not table_exists(spark, path):
-            log.warning("event dataset %s has no table yet at %s: its events count 0", dataset.name, path)
-            continue
-        namespace = primary.identity.namespace
-        frames.append(transform_events(
-            read_table(spark, path), identity_map, dataset.name, schema, namespace, ws.namespaces[namespace].type,
-            ctx.run_date, lookback, sorted(types), fields))
-    return functools.reduce(DataFrame.unionByName, frames) if frames else None
+    types = {dataset.name: sorted({c.event_type for c in counters if c.dataset in (None, dataset.name)})
+             for dataset in ws.event_datasets}
+    return read_linked_events(spark, ws, ctx.lake, ctx.run_date, identity_map, lookback_start(counters, ctx.run_date),
+                              types, event_field_types(ws, event_fields(counters)))
+
+
+def _policy_key(policy: MergePolicy) -> tuple[str, tuple[str, ...]]:
+    return policy.type, tuple(policy.datasets) if policy.type == "dataset_precedence" else ()
+
+
+def other_policies(ws: Workspace, audiences: Sequence[AudienceSpec]) -> list[str]:
+    """The merge policies the audiences name that merge differently from the default one (by definition:
+    a second name for the default policy costs no merge)."""
+    default = _policy_key(ws.config.policy())
+    named = {a.merge_policy for a in audiences if a.merge_policy is not None}
+    return sorted(name for name in named if _policy_key(ws.config.policy(name)) != default)
 
 
 def qualify(spark: SparkSession, ws: Workspace, ctx: RunContext, audiences: Sequence[AudienceSpec]) -> DataFrame:
-    """(audience_id, profile_id) qualifying on the run date: the profile snapshot of that date, its events
+    """(audience_id, profile_id) qualifying on the run date: the profile snapshot of that date within the
+    segmentation guardrails, its attributes merged under each other policy the audiences name, its events
     measured in one aggregation, every rule in one projection. Reads only; writes nothing."""
     day = ctx.run_date
     profiles = read_table(spark, ctx.lake.path(PROFILES)).where(F.col("run_date") == F.lit(day)).drop("run_date")
+    profiles = transform_evaluated(profiles, ws.config.guardrails)
+    identity_map = read_table(spark, ctx.lake.path(IDENTITY_MAP), IDENTITY_MAP.schema).where(
+        F.col("run_date") == F.lit(day))
+    policies = other_policies(ws, audiences)
+    if policies:
+        # The same fragments build_profiles merged for the run date, merged again under each other policy.
+        fragments = read_fragments(spark, ws, ctx, identity_map)
+        attributes = ws.profile_attributes()
+        for name in policies:
+            log.info("merging the profile attributes under merge policy %s", name)
+            merged = merge_profiles(ws, fragments, ws.config.policy(name))
+            prefix = policy_prefix(name)
+            profiles = profiles.join(merged.select(PROFILE_ID, *[
+                F.col(attribute).cast(spark_type(spec)).alias(f"{prefix}{attribute}")
+                for attribute, spec in attributes.items()]), PROFILE_ID, "left")
     counters = collect_event_counters(audiences)
     if counters:
-        identity_map = read_table(spark, ctx.lake.path(IDENTITY_MAP), IDENTITY_MAP.schema).where(
-            F.col("run_date") == F.lit(day))
         events = read_events(spark, ws, ctx, identity_map, counters)
         if events is None:
             # No events at all: every counter is 0 for every profile.
             events = empty_events(spark, event_field_types(ws, event_fields(counters)))
         profiles = with_counters(profiles, event_counters(events, counters, day), counters)
-    return transform_qualify(profiles, audiences)
+    return transform_qualify(profiles, audiences, {name: policy_prefix(name) for name in policies})
 
 
 def preview(spark: SparkSession, ws: Workspace, ctx: RunContext, audience_id: str,
@@ -295,6 +280,14 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     counts = {(r[AUDIENCE_ID], r["status"]): r["count"]
               for r in written.groupBy(AUDIENCE_ID, "status").count().collect()}
     metrics: dict[str, int] = {"audiences": len(audiences)}
+    excluded = excluded_counts(read_table(spark, lake.path(PROFILES)).where(F.col("run_date") == F.lit(day)),
+                               ws.config.guardrails)
+    if any(excluded.values()):
+        log.warning("left out of audience evaluation by the segmentation guardrails: %d profile(s) over "
+                    "max_events_per_profile=%d, %d over max_identities_per_graph=%d", excluded["excluded.event_cap"],
+                    ws.config.guardrails.max_events_per_profile, excluded["excluded.identity_cap"],
+                    ws.config.guardrails.max_identities_per_graph)
+    metrics.update(excluded)
     for audience in audiences:
         by_status = {s: int(counts.get((audience.id, s), 0)) for s in (REALIZED, EXISTING, EXITED)}
         metrics[f"{audience.id}.size"] = by_status[REALIZED] + by_status[EXISTING]

@@ -9,15 +9,25 @@ keeps the profile id of the previous run's identity map (the older id survives a
 holding the oldest identity keeps it through a split); a new person's id derives from its anchor
 identity (the identity of the highest priority namespace).
 
-Writes the ``identity_map``, ``identity_audit`` and ``profile_id_changes`` slices of the run date.
-Run as ``spark-submit jobs/resolve_identities.py --run-date YYYY-MM-DD``.
+Incremental by default: the day's identities and links are diffed against the previous run's
+(``identity_map``, ``identity_links``); only the previous components holding something new, gone or
+seen again are recomputed, the other components' rows are carried over (they would come out of a
+full computation unchanged). ``--mode full`` recomputes everything; so does a run without a
+compatible previous run (``identity_runs`` records which and why).
+
+Writes the ``identity_map``, ``identity_audit``, ``profile_id_changes``, ``identity_links`` and
+``identity_runs`` slices of the run date.
+Run as ``spark-submit jobs/resolve_identities.py --run-date YYYY-MM-DD [--mode auto|full]``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -37,9 +47,18 @@ from cdp.errors import CdpError
 from cdp.graph import connected_components
 from cdp.identities import transform_normalize_values
 from cdp.identity_rules import NODE_COLUMNS, REPLAYED, transform_collapse
-from cdp.lake import IDENTITY_AUDIT, IDENTITY_MAP, PROFILE_ID_CHANGES, Lake, TableSpec, date_literal
+from cdp.lake import (
+    IDENTITY_AUDIT,
+    IDENTITY_LINKS,
+    IDENTITY_MAP,
+    IDENTITY_RUNS,
+    PROFILE_ID_CHANGES,
+    Lake,
+    TableSpec,
+    date_literal,
+)
 from cdp.run_context import RunContext, job_parser, parse_job_args
-from cdp.schemas import BATCH_DATE, RECORD_TS
+from cdp.schemas import BATCH_DATE, RECORD_TS, ROW_NUMBER, SOURCE_FILE
 from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 from cdp.workspace.models import Namespace, SchemaSpec
@@ -55,6 +74,7 @@ IDENTITY = T.StructType([
 ])
 # What transform_record_identities returns, whatever the dataset.
 RECORD_IDENTITIES = T.StructType([
+    T.StructField("record", T.StringType(), False),
     T.StructField("identities", T.ArrayType(IDENTITY, False), False),
     T.StructField(BATCH_DATE, T.DateType(), True),
     T.StructField(RECORD_TS, T.TimestampType(), True),
@@ -69,7 +89,8 @@ class IdentityCollisionError(CdpError):
 
 
 def transform_record_identities(df: DataFrame, schema: SchemaSpec) -> DataFrame:
-    """The identities of each record as written: ``identities`` (array of (namespace, raw), nulls dropped,
+    """The identities of each record as written: ``record`` (its source file and row: a key that stays the
+    same however often Spark recomputes the frame), ``identities`` (array of (namespace, raw), nulls dropped,
     the primary identity first), ``_batch_date`` and ``_record_ts``. Records without any identity are dropped.
     """
     fields = sorted(schema.identity_fields, key=lambda f: not (f.identity and f.identity.primary))
@@ -81,7 +102,8 @@ def transform_record_identities(df: DataFrame, schema: SchemaSpec) -> DataFrame:
     if not structs:
         return df.sparkSession.createDataFrame([], RECORD_IDENTITIES)
     present = F.filter(F.array(*structs), lambda s: s["raw"].isNotNull())
-    return (df.select(present.alias("identities"), F.col(BATCH_DATE), F.col(RECORD_TS))
+    record = F.concat_ws("#", F.col(SOURCE_FILE), F.col(ROW_NUMBER).cast(T.StringType()))
+    return (df.select(record.alias("record"), present.alias("identities"), F.col(BATCH_DATE), F.col(RECORD_TS))
             .where(F.size("identities") > 0))
 
 
@@ -221,18 +243,20 @@ def transform_members(identities: DataFrame, components: DataFrame, namespaces: 
 
 
 def transform_persons(members: DataFrame, replayed: DataFrame) -> DataFrame:
-    """``members`` with ``component`` replaced by the person after collapse protection."""
+    """``members`` with ``component`` replaced by the person after collapse protection; the connected
+    component before the rules stays in ``graph_component``."""
     labels = replayed.where(F.col("reason").isNull()).select("node_id", "label")
     return (members.join(labels, "node_id", "left")
+            .withColumn("graph_component", F.col("component"))
             .withColumn("component", F.coalesce(F.col("label"), F.col("component"))).drop("label")
-            .select(*NODE_COLUMNS))
+            .select(*NODE_COLUMNS, "graph_component"))
 
 
 def transform_identity_map(persons: DataFrame, profile_ids: DataFrame, run_date: dt.date) -> DataFrame:
     """The identity map rows of the run date, in the column order of ``identity_map``."""
     return (persons.join(profile_ids, "component")
             .select(F.lit(run_date).alias("run_date"), "namespace", "value", "node_id", "profile_id",
-                    "first_seen", "last_seen"))
+                    "first_seen", "last_seen", F.col("graph_component").alias("component")))
 
 
 def transform_audit(replayed: DataFrame, run_date: dt.date) -> DataFrame:
@@ -241,27 +265,129 @@ def transform_audit(replayed: DataFrame, run_date: dt.date) -> DataFrame:
     return replayed.where(F.col("reason").isNotNull()).select(F.lit(run_date).alias("run_date"), *columns)
 
 
-def resolve(records: DataFrame, namespaces: Mapping[str, Namespace], cap: int, previous: DataFrame | None,
-            run_date: dt.date) -> dict[str, DataFrame]:
+@dataclass(frozen=True)
+class PreviousRun:
+    """What an incremental run starts from: the previous run date's identity map, links and audit."""
+
+    run_date: dt.date
+    identity_map: DataFrame
+    links: DataFrame
+    audit: DataFrame
+
+
+def _differing(current: DataFrame, before: DataFrame) -> DataFrame:
+    """The rows of ``current`` or ``before`` (same columns, each row at most once per side) that the other
+    side does not hold exactly, with ``side`` 1 (current) or 0 (before).
+
+    One hash aggregation over both sides: cheaper than a full outer join, which sorts both.
+    """
+    columns = current.columns
+    both = current.withColumn("side", F.lit(1)).unionByName(before.select(*columns).withColumn("side", F.lit(0)))
+    return (both.groupBy(*columns).agg(F.count(F.lit(1)).alias("n"), F.max("side").alias("side"))
+            .where(F.col("n") == 1).drop("n"))
+
+
+def transform_changed_nodes(identities: DataFrame, links: DataFrame, previous: PreviousRun) -> DataFrame:
+    """``node_id`` and ``new`` of every identity whose resolution inputs changed since the previous run:
+    new, gone, or seen on other dates, or an end of a link that is new, gone or seen at another time.
+    ``new``: the identity is not in the previous map."""
+    seen = ["node_id", "first_seen", "last_seen"]
+    nodes = (_differing(identities.select(*seen), previous.identity_map.select(*seen))
+             .groupBy("node_id").agg((F.min("side") == 1).alias("new")))
+    edge = ["src", "dst", "seen_date", "seen_ts"]
+    ends = (_differing(links.select(*edge), previous.links.select(*edge))
+            .select(F.explode(F.array("src", "dst")).alias("node_id"), F.lit(False).alias("new")))
+    # A new identity is in the node difference too: its max flag wins over the links' False.
+    return nodes.unionByName(ends).groupBy("node_id").agg(F.max("new").alias("new"))
+
+
+def transform_touched_components(changed: DataFrame, previous_map: DataFrame) -> DataFrame:
+    """``component``: the previous run's graph components holding a changed identity."""
+    return previous_map.join(F.broadcast(changed.select("node_id")), "node_id", "left_semi").select(
+        "component").distinct()
+
+
+def transform_region(identities: DataFrame, previous_map: DataFrame, touched: DataFrame,
+                     changed: DataFrame) -> DataFrame:
+    """The identities an incremental run recomputes: new ones and those of a touched component.
+
+    The region is closed under the current links: an unchanged link joins two identities of one
+    previous component, and both ends of a new link are changed nodes. Its size follows the day's
+    changes, so it is broadcast rather than joined with a shuffle of the whole graph.
+    """
+    old = previous_map.join(F.broadcast(touched), "component", "left_semi").select("node_id")
+    ids = old.unionByName(changed.where(F.col("new")).select("node_id"))
+    return identities.join(F.broadcast(ids), "node_id", "left_semi")
+
+
+def transform_incremental_region(identities: DataFrame, links: DataFrame,
+                                 previous: PreviousRun) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """``(touched, region, region_links)``: the previous components to recompute, the identities to
+    recompute and the links between them (see :func:`transform_region`).
+
+    ``touched`` and ``region`` are checkpointed (computed once, and later plans start from them).
+    """
+    changed = transform_changed_nodes(identities, links, previous).localCheckpoint()
+    touched = transform_touched_components(changed, previous.identity_map).localCheckpoint()
+    region = transform_region(identities, previous.identity_map, touched, changed).localCheckpoint()
+    region_links = links.join(F.broadcast(region.select(F.col("node_id").alias("src"))), "src", "left_semi")
+    return touched, region, region_links
+
+
+def incremental_components(identities: DataFrame, links: DataFrame, previous: PreviousRun) -> DataFrame:
+    """``(id, component)`` of every identity, computing connected components only where something changed
+    since ``previous``: what the incremental run does before collapse protection (used by the benchmark)."""
+    touched, region, region_links = transform_incremental_region(identities, links, previous)
+    fresh = connected_components(region_links.select("src", "dst"), region.select(F.col("node_id").alias("id")))
+    carried = (previous.identity_map.join(touched, "component", "left_anti")
+               .select(F.col("node_id").alias("id"), "component"))
+    return fresh.unionByName(carried)
+
+
+def resolve(records: DataFrame, namespaces: Mapping[str, Namespace], cap: int, previous_map: DataFrame | None,
+            run_date: dt.date, incremental: PreviousRun | None = None) -> dict[str, DataFrame]:
     """The whole resolution as DataFrames: ``normalized``, ``identities``, ``links``, ``replayed``,
     ``identity_map``, ``audit`` and ``changes`` (see the transforms). ``records`` as returned by
-    :func:`transform_record_identities` (unioned over datasets).
+    :func:`transform_record_identities` (unioned over datasets); ``previous_map`` is the previous run's
+    identity map (stable profile ids).
+
+    With ``incremental``, connected components, collapse protection and profile ids are recomputed
+    only for the identities of :func:`transform_region`; the previous run's rows of the other
+    components (identity map and audit) are carried over unchanged, which is exactly what a full
+    computation would give them since none of their inputs changed.
     """
-    numbered = records.withColumn("record", F.monotonically_increasing_id()).persist()
+    numbered = records.persist()
     normalized = transform_normalize_values(distinct_raw_values(numbered), namespaces).persist()
     occurrences = transform_occurrences(numbered, normalized).persist()
     identities = transform_identities(occurrences).persist()
     links = transform_links(occurrences).persist()
-    components = connected_components(links.select("src", "dst"), identities.select(F.col("node_id").alias("id")))
-    members = transform_members(identities, components, namespaces).persist()
-    replayed = transform_collapse(members, links, cap).persist()
+    out = {"normalized": normalized, "occurrences": occurrences, "identities": identities, "links": links,
+           "records": numbered}
+    region_identities, region_links = identities, links
+    carried_map: DataFrame | None = None
+    carried_audit: DataFrame | None = None
+    if incremental is not None:
+        touched, region_identities, region_links = transform_incremental_region(identities, links, incremental)
+        carried_map = (incremental.identity_map.join(touched, "component", "left_anti")
+                       .withColumn("run_date", F.lit(run_date)))
+        carried_audit = (incremental.audit.join(touched, "component", "left_anti")
+                         .withColumn("run_date", F.lit(run_date)))
+        out.update({"touched": touched, "region": region_identities})
+    components = connected_components(region_links.select("src", "dst"),
+                                      region_identities.select(F.col("node_id").alias("id")))
+    members = transform_members(region_identities, components, namespaces).persist()
+    replayed = transform_collapse(members, region_links, cap).persist()
     persons = transform_persons(members, replayed)
     priorities = {code: ns.priority for code, ns in namespaces.items()}
-    ids, changes = transform_stable_profile_ids(persons, previous, priorities, run_date)
-    return {"normalized": normalized, "occurrences": occurrences, "identities": identities, "links": links,
-            "members": members, "replayed": replayed, "persons": persons,
-            "identity_map": transform_identity_map(persons, ids, run_date),
-            "audit": transform_audit(replayed, run_date), "changes": changes, "records": numbered}
+    ids, changes = transform_stable_profile_ids(persons, previous_map, priorities, run_date)
+    identity_map = transform_identity_map(persons, ids, run_date)
+    audit = transform_audit(replayed, run_date)
+    if carried_map is not None and carried_audit is not None:
+        identity_map = identity_map.unionByName(carried_map.select(*identity_map.columns))
+        audit = audit.unionByName(carried_audit.select(*audit.columns))
+    out.update({"members": members, "replayed": replayed, "persons": persons, "identity_map": identity_map,
+                "audit": audit, "changes": changes})
+    return out
 
 
 # ---------------------------------------------------------------- checks and I/O
@@ -281,12 +407,19 @@ def check_no_hash_collisions(identities: DataFrame) -> int:
 
 
 def write_slice(spark: SparkSession, df: DataFrame, lake: Lake, table: TableSpec, run_date: dt.date) -> str:
-    """Replace the run date's slice of ``table`` with ``df``; return the table's path."""
+    """Replace the run date's slice of ``table`` with ``df``; return the table's path.
+
+    New nullable columns of the declared schema are added to an existing table (additive evolution).
+    """
     path = lake.path(table)
     assert table.schema is not None
     create_table_if_absent(spark, path, table.schema, table.partition_by)
-    replace_slice(df, path, f"run_date = {date_literal(run_date)}", table.partition_by)
+    replace_slice(df, path, f"run_date = {date_literal(run_date)}", table.partition_by, add_new_columns=True)
     return path
+
+
+def _slice(spark: SparkSession, lake: Lake, table: TableSpec, run_date: dt.date) -> DataFrame:
+    return read_table(spark, lake.path(table), table.schema).where(F.col("run_date") == F.lit(run_date))
 
 
 def read_previous_map(spark: SparkSession, lake: Lake, run_date: dt.date) -> tuple[DataFrame | None, dt.date | None]:
@@ -301,25 +434,60 @@ def read_previous_map(spark: SparkSession, lake: Lake, run_date: dt.date) -> tup
     return table.where(F.col("run_date") == F.lit(previous)), previous
 
 
+def config_fingerprint(namespaces: Mapping[str, Namespace], cap: int) -> str:
+    """A hash of every setting that changes how identities resolve: an incremental run needs the previous
+    run's to be equal (a new priority, unique flag or cap changes components no link touched)."""
+    settings = {"namespaces": {code: ns.model_dump(mode="json") for code, ns in sorted(namespaces.items())},
+                "max_identities_per_graph": cap}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def incremental_start(spark: SparkSession, lake: Lake, previous_map: DataFrame | None,
+                      previous_date: dt.date | None, fingerprint: str, mode: str) -> tuple[PreviousRun | None, str]:
+    """The previous run to start an incremental run from, or None and why the run is full."""
+    if mode == "full":
+        return None, "full rebuild requested"
+    if previous_map is None or previous_date is None:
+        return None, "no previous run"
+    runs = _slice(spark, lake, IDENTITY_RUNS, previous_date).collect()
+    if not runs:
+        return None, f"the run of {previous_date} left no identity_runs row (written before incremental runs)"
+    if runs[0]["config_fingerprint"] != fingerprint:
+        return None, f"namespaces or identity cap changed since the run of {previous_date}"
+    return PreviousRun(previous_date, previous_map, _slice(spark, lake, IDENTITY_LINKS, previous_date),
+                       _slice(spark, lake, IDENTITY_AUDIT, previous_date)), \
+        f"components touched since the run of {previous_date}"
+
+
 def dropped_metrics(normalized: DataFrame) -> dict[str, int]:
     """``dropped.<namespace>.<reason>``: how many distinct values of each namespace were not linked, and why."""
     rows = normalized.where(F.col("reason").isNotNull()).groupBy("namespace", "reason").count().collect()
     return {f"dropped.{r['namespace']}.{r['reason']}": int(r["count"]) for r in rows}
 
 
-def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
+def run(spark: SparkSession, ws: Workspace, ctx: RunContext, mode: str = "auto") -> dict[str, int]:
     """Resolve the identities of every identity-enabled dataset as of the run date; write the identity map,
-    the audit of the links and identities collapse protection dropped, and the profile id changes."""
+    the links, the audit of the links and identities collapse protection dropped, the profile id changes and
+    how the run was computed.
+
+    ``mode`` ``auto`` recomputes only the components touched since the previous run when that run is
+    compatible (see :func:`incremental_start`), ``full`` recomputes every component.
+    """
     records = spark.createDataFrame([], RECORD_IDENTITIES)
     for d in ws.identity_datasets:
         records = records.unionByName(transform_record_identities(
             read_dataset_as_of(spark, ctx.lake, ws, d.name, ctx.run_date), ws.schema_of(d.name)))
     previous, previous_date = read_previous_map(spark, ctx.lake, ctx.run_date)
     cap = ws.config.guardrails.max_identities_per_graph
-    out = resolve(records, ws.namespaces, cap, previous, ctx.run_date)
+    fingerprint = config_fingerprint(ws.namespaces, cap)
+    start, reason = incremental_start(spark, ctx.lake, previous, previous_date, fingerprint, mode)
+    log.info("identity resolution of %s: %s (%s)", ctx.run_date, "incremental" if start else "full", reason)
+    out = resolve(records, ws.namespaces, cap, previous, ctx.run_date, start)
     try:
         identity_count = check_no_hash_collisions(out["identities"])
         link_count = out["links"].count()
+        recomputed = out["region"].count() if start else identity_count
+        touched = out["touched"].count() if start else None
         metrics = dropped_metrics(out["normalized"])
         path = write_slice(spark, out["identity_map"], ctx.lake, IDENTITY_MAP, ctx.run_date)
         write_slice(spark, out["audit"], ctx.lake, IDENTITY_AUDIT, ctx.run_date)
@@ -327,21 +495,30 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
         changes = out["changes"].select(F.lit(ctx.run_date).alias("run_date"), "change", "profile_id",
                                         "previous_profile_id", previous_run, "identities")
         write_slice(spark, changes, ctx.lake, PROFILE_ID_CHANGES, ctx.run_date)
+        write_slice(spark, out["links"].select(F.lit(ctx.run_date).alias("run_date"), "src", "dst", "seen_date",
+                                               "seen_ts"), ctx.lake, IDENTITY_LINKS, ctx.run_date)
+        how = spark.createDataFrame([(ctx.run_date, "incremental" if start else "full", reason, previous_date,
+                                      fingerprint, identity_count, link_count, recomputed, touched)],
+                                    IDENTITY_RUNS.schema)
+        write_slice(spark, how, ctx.lake, IDENTITY_RUNS, ctx.run_date)
     finally:
-        for name in ("replayed", "members", "links", "identities", "occurrences", "normalized", "records"):
-            out[name].unpersist()
+        for name in ("replayed", "members", "region", "touched", "links", "identities", "occurrences",
+                     "normalized", "records"):
+            if name in out:
+                out[name].unpersist()
 
     written = read_table(spark, path).where(F.col("run_date") == F.lit(ctx.run_date))
     sizes = written.groupBy("profile_id").count()
     row = sizes.agg(F.count(F.lit(1)).alias("profiles"), F.max("count").alias("largest")).first()
     assert row is not None
-    audit = read_table(spark, ctx.lake.path(IDENTITY_AUDIT)).where(F.col("run_date") == F.lit(ctx.run_date))
+    audit = _slice(spark, ctx.lake, IDENTITY_AUDIT, ctx.run_date)
     audited = {r["reason"]: int(r["count"]) for r in audit.groupBy("reason").count().collect()}
-    moved = read_table(spark, ctx.lake.path(PROFILE_ID_CHANGES)).where(F.col("run_date") == F.lit(ctx.run_date))
+    moved = _slice(spark, ctx.lake, PROFILE_ID_CHANGES, ctx.run_date)
     changed = {r["change"]: int(r["count"]) for r in moved.groupBy("change").count().collect()}
     metrics.update({
         "identities": identity_count,
         "links": link_count,
+        "recomputed_identities": recomputed,
         "profiles": int(row["profiles"]),
         "max_identities_per_profile": int(row["largest"] or 0),
         "links_dropped": audited.get("unique_namespace", 0),
@@ -355,9 +532,12 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``spark-submit jobs/resolve_identities.py``."""
     parser = job_parser("Resolve identities into profiles: writes the identity map of the run date.")
-    _, ctx, ws = parse_job_args(parser, argv)
+    parser.add_argument("--mode", choices=["auto", "full"], default="auto",
+                        help="auto: recompute only the components touched since the previous run when it is "
+                             "compatible; full: rebuild every component")
+    args, ctx, ws = parse_job_args(parser, argv)
     spark = get_session(STEP)
-    metrics = run(spark, ws, ctx)
+    metrics = run(spark, ws, ctx, args.mode)
     record_metrics(spark, ctx.lake, ctx.run_date, STEP, "all", metrics)
 
 

@@ -10,8 +10,12 @@ Reason codes are stable strings (dashboards and alerts key on them):
 code                 field   when
 ==================== ======= ===========================================================
 malformed_record     -       unparsable JSON line, JSON that is not an object, wrong CSV
-                             column count (the only reason such a record gets)
+                             column count, CSV quoted field never closed (the only reason such a
+                             record gets; a CSV record may span lines, RFC 4180)
 file_unreadable      -       a Parquet file that cannot be read (one row, no row number)
+duplicate_file       -       a file whose content (sha256) was already ingested by another run
+                             date, or is landed twice in one run (one row, no row number; its
+                             records are not read)
 missing_required     yes     a required field (or a profile's primary identity) is absent
 wrong_type           yes     a value that does not cast to the declared type
 number_overflow      yes     a well-formed integer / long / decimal outside the type's range
@@ -44,7 +48,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -64,10 +70,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp.datasets import STORED_BATCH_DATE, STORED_ID, stored_event_ids
-from cdp.delta_io import record_metrics, replace_slice
+from cdp.delta_io import read_table, record_metrics, replace_slice, table_exists
 from cdp.errors import BatchRejectedError, CdpError, LandingError
 from cdp.identities import normalize
-from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, STAGING, date_literal
+from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, STAGING, Lake, date_literal
 from cdp.run_context import RunContext, job_parser, parse_job_args
 from cdp.schema_evolution import check_against_table
 from cdp.schemas import BATCH_DATE, RECORD_TS, ROW_NUMBER, SOURCE_FILE, dataset_struct, spark_type
@@ -96,11 +102,13 @@ FUTURE_TIMESTAMP = "future_timestamp"
 BAD_IDENTITY_FORMAT = "bad_identity_format"
 TOO_MANY_IDENTITIES = "too_many_identities"
 RECORD_TOO_LARGE = "record_too_large"
+DUPLICATE_FILE = "duplicate_file"
 
 # Ledger statuses.
 STATUS_OK = "ok"
 STATUS_REJECTED = "rejected"
 STATUS_UNREADABLE = "unreadable"
+STATUS_DUPLICATE = "duplicate"
 
 # Columns of the "parsed" layout every format is brought to before the checks run. Declared
 # values live inside structs so that a declared field can never collide with these names.
@@ -112,6 +120,7 @@ TYPED = "_t"  # every declared field cast to its declared type (null when absent
 REASONS = "_reasons"
 _MONO = "_mono"
 _CORRUPT = "_corrupt_record"
+_UNCLOSED = "_unclosed"  # a CSV record whose quoted field is still open at the end of its file
 
 _PERMISSIVE = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
 
@@ -138,10 +147,11 @@ _SHOWN_CHARS = 80
 
 @dataclass(frozen=True)
 class UnreadableFile:
-    """A landed file that could not be read at all; it becomes one quarantine row."""
+    """A landed file whose records are not read (unreadable, or a duplicate); it becomes one quarantine row."""
 
     path: str
     message: str
+    code: str = FILE_UNREADABLE
 
 
 # ---------------------------------------------------------------- landing
@@ -232,6 +242,68 @@ def download_landed_files(dataset: DatasetSpec, uris: Sequence[str], cache: Path
     return local
 
 
+# ---------------------------------------------------------------- duplicate files
+
+
+def file_sha256(path: str) -> str:
+    """The hex SHA-256 of a local file's bytes (read in 1 MiB blocks, so memory stays flat)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingested_hashes(spark: SparkSession, lake: Lake, dataset: str, run_date: dt.date,
+                    hashes: Sequence[str]) -> dict[str, tuple[str, dt.date]]:
+    """Which of ``hashes`` a file of another run date already brought in: ``{sha256: (source file, batch date)}``.
+
+    Only ledger rows with status ok count (a rejected, unreadable or duplicate file loaded
+    nothing); the run date's own rows never do, so re-running a day is not a duplicate of itself.
+    The earliest (batch date, source file) is named.
+    """
+    path = lake.path(BATCH_LEDGER)
+    if not hashes or not table_exists(spark, path):
+        return {}
+    ledger = read_table(spark, path)
+    if "sha256" not in ledger.columns:  # a ledger written before hashes were recorded
+        return {}
+    rows = (ledger.where((F.col("dataset") == dataset) & (F.col("batch_date") != F.lit(run_date))
+                         & (F.col("status") == STATUS_OK) & F.col("sha256").isin(sorted(set(hashes))))
+            .select("sha256", "source_file", "batch_date").collect())
+    found: dict[str, tuple[str, dt.date]] = {}
+    for row in sorted(rows, key=lambda r: (r["batch_date"], r["source_file"])):
+        found.setdefault(row["sha256"], (row["source_file"], row["batch_date"]))
+    return found
+
+
+def find_duplicate_files(files: Sequence[str], hashes: Mapping[str, str],
+                         ingested: Mapping[str, tuple[str, dt.date]], run_date: dt.date) -> list[UnreadableFile]:
+    """The files (in ``files`` order) whose records must not be read because their content is ingested elsewhere.
+
+    A file is a duplicate when ``ingested`` (see ingested_hashes) has its hash, or when an earlier
+    file of this run has the same hash. Files without a hash in ``hashes`` (empty files) are never
+    duplicates.
+    """
+    duplicates: list[UnreadableFile] = []
+    first_here: dict[str, str] = {}
+    for path in files:
+        digest = hashes.get(path)
+        if digest is None:
+            continue
+        if digest in ingested:
+            original, day = ingested[digest]
+        elif digest in first_here:
+            original, day = first_here[digest], run_date
+        else:
+            first_here[digest] = path
+            continue
+        duplicates.append(UnreadableFile(path, f"file has the same content (sha256 {digest}) as {original}, "
+                                         f"ingested with the batch of {day.isoformat()}: its records are not "
+                                         "ingested twice", DUPLICATE_FILE))
+    return duplicates
+
+
 # ---------------------------------------------------------------- reading (I/O)
 
 
@@ -298,7 +370,8 @@ def read_records(spark: SparkSession, dataset: DatasetSpec, schema: SchemaSpec, 
             else:
                 frames.append(transform_parquet(read, schema))
     elif files:
-        lines = transform_number_lines(read_text_lines(spark, files, local))
+        # CSV keeps its blank lines: inside a quoted field they are part of a record.
+        lines = transform_number_lines(read_text_lines(spark, files, local), keep_blank=dataset.format == "csv")
         if dataset.format == "jsonl":
             frames.append(transform_jsonl(lines, schema))
         else:
@@ -309,17 +382,94 @@ def read_records(spark: SparkSession, dataset: DatasetSpec, schema: SchemaSpec, 
 
 
 def _csv_frames(lines: DataFrame, schema: SchemaSpec, options: CsvOptions) -> list[DataFrame]:
-    """Parse CSV lines, one parse per distinct header (files of a batch normally share one)."""
+    """Parse numbered CSV lines (blank ones included), one parse per distinct header.
+
+    One small job collects, per file, its header (the first non-blank line) and whether any line
+    can open a quoted field that it does not close. Only files with such a line can hold a record
+    that spans lines; their lines are assembled into records (transform_csv_records), the others
+    are parsed line by line, in parallel and without a shuffle.
+    """
+    opens, _ = _quote_steps(F.col(LINE), options)
+    blank = F.col(LINE).rlike(r"^\s*$")
+    files = (lines.groupBy(SOURCE_FILE)
+             .agg(F.min_by(LINE, F.when(~blank, F.col(ROW_NUMBER))).alias("header"),
+                  F.min(F.when(~blank, F.col(ROW_NUMBER))).alias("header_row"),
+                  F.max(opens.cast("int")).alias("opens"))
+             .collect())
+    multiline = sorted(r[SOURCE_FILE] for r in files if r["opens"])
+    single = lines.where(~blank & ~F.col(SOURCE_FILE).isin(multiline)) if multiline else lines.where(~blank)
+    records = single.withColumn(_UNCLOSED, F.lit(False))
+    if multiline:
+        records = records.unionByName(transform_csv_records(lines.where(F.col(SOURCE_FILE).isin(multiline)),
+                                                            options))
     if not options.header:
-        return [transform_csv(lines, schema, options, None)]
-    # The header is the first non-blank line of each file: one small job collects them.
-    firsts = (lines.groupBy(SOURCE_FILE).agg(F.min_by(LINE, ROW_NUMBER).alias("header"))
-              .collect())
+        return [transform_csv(records, schema, options, None)]
+    header_rows = {r[SOURCE_FILE]: r["header_row"] for r in files if r["header_row"] is not None}
+    if header_rows:  # the header line is not a record
+        first = F.create_map(*[F.lit(x) for item in sorted(header_rows.items()) for x in item])[F.col(SOURCE_FILE)]
+        records = records.where(F.col(ROW_NUMBER) != first)
     by_header: dict[tuple[str, ...], list[str]] = {}
-    for row in firsts:
-        by_header.setdefault(tuple(split_csv_header(row["header"], options)), []).append(row[SOURCE_FILE])
-    return [transform_csv(lines.where(F.col(SOURCE_FILE).isin(paths)), schema, options, list(header))
+    for row in files:
+        if row["header"] is not None:
+            by_header.setdefault(tuple(split_csv_header(row["header"], options)), []).append(row[SOURCE_FILE])
+    return [transform_csv(records.where(F.col(SOURCE_FILE).isin(paths)), schema, options, list(header))
             for header, paths in sorted(by_header.items())]
+
+
+def _quote_steps(line: Column, options: CsvOptions) -> tuple[Column, Column]:
+    """Whether a line ends inside a quoted field: (when it starts outside one, when it starts inside one).
+
+    RFC 4180: a field is quoted when it starts with the quote character; inside it a doubled
+    quote (or the escape character, when it is not the quote) escapes the next character; a
+    quote in the middle of an unquoted field (``27" screen``) is literal and opens nothing.
+    """
+    q, d = re.escape(options.quote), re.escape(options.delimiter)
+    if options.escape and options.escape != options.quote:
+        e = re.escape(options.escape)
+        inner = f"(?:[^{q}{e}]|{q}{q}|{e}[\\s\\S])"
+    else:
+        inner = f"(?:[^{q}]|{q}{q})"
+    other = f"(?:(?!{d})[\\s\\S])"  # any character but the delimiter
+    # Possessive quantifiers (*+, ++): a doubled quote is never re-read as a closing quote, and long
+    # lines do not backtrack.
+    field = f"(?:{q}{inner}*+{q}{other}*+|(?:(?!{q}){other}++)?)"  # quoted (closed) or unquoted, maybe empty
+    open_tail = f"{q}{inner}*+$"  # a quoted field still open at the end of the line
+    from_outside = f"^(?:{field}{d})*+{open_tail}"
+    from_inside = f"^{inner}*+$|^{inner}*+{q}{other}*+{d}(?:{field}{d})*+{open_tail}"
+    return line.rlike(from_outside), line.rlike(from_inside)
+
+
+def transform_csv_records(lines: DataFrame, options: CsvOptions) -> DataFrame:
+    """Assemble numbered CSV lines (blank ones included) into records: a quoted field may span lines (RFC 4180).
+
+    Each line maps "inside a quoted field or not" at its start to the same at its end
+    (_quote_steps). A line whose end does not depend on its start fixes the state; the others
+    keep or flip it, so the state before a line is the last fixed state before it flipped by the
+    flips since. A line starts a record when it starts outside a quoted field; a record keeps the
+    row number of its first line and joins its lines with ``\\n``. Blank records are dropped;
+    ``_unclosed`` marks a record whose quoted field is still open at the end of the file.
+    """
+    from_outside, from_inside = _quote_steps(F.col(LINE), options)
+    in_file = Window.partitionBy(SOURCE_FILE).orderBy(ROW_NUMBER)
+    flips = from_outside & ~from_inside
+    steps = lines.withColumns({"_out": from_outside, "_in": from_inside, "_flip": flips.cast("int"),
+                               "_fixed": from_outside == from_inside})
+    steps = steps.withColumn("_flips", F.sum("_flip").over(in_file.rowsBetween(Window.unboundedPreceding, 0)))
+    last_fixed = F.last(F.when(F.col("_fixed"), F.struct(F.col("_out").alias("inside"), F.col("_flips").alias("n"))),
+                        ignorenulls=True).over(in_file.rowsBetween(Window.unboundedPreceding, -1))
+    flips_since = F.col("_flips") - F.col("_flip") - F.coalesce(last_fixed["n"], F.lit(0))
+    inside_before = F.coalesce(last_fixed["inside"], F.lit(False)) != (flips_since % 2 == 1)
+    steps = steps.withColumn("_inside_before", inside_before)
+    steps = steps.withColumn("_inside_after", F.when(F.col("_inside_before"), F.col("_in")).otherwise(F.col("_out")))
+    first_row = F.max(F.when(~F.col("_inside_before"), F.col(ROW_NUMBER))).over(
+        in_file.rowsBetween(Window.unboundedPreceding, 0))
+    grouped = (steps.withColumn("_first", first_row)
+               .groupBy(SOURCE_FILE, "_first")
+               .agg(F.sort_array(F.collect_list(F.struct(ROW_NUMBER, LINE))).alias("_lines"),
+                    F.max_by("_inside_after", ROW_NUMBER).alias(_UNCLOSED)))
+    text = F.array_join(F.transform("_lines", lambda x: x[LINE]), "\n")
+    return (grouped.select(SOURCE_FILE, F.col("_first").alias(ROW_NUMBER), text.alias(LINE), _UNCLOSED)
+            .where(~F.col(LINE).rlike(r"^\s*$")))
 
 
 def split_csv_header(line: str, options: CsvOptions) -> list[str]:
@@ -351,7 +501,7 @@ def _string_struct(schema: SchemaSpec) -> T.StructType:
     return T.StructType([T.StructField(f.name, T.StringType(), True) for f in schema.fields])
 
 
-def transform_number_lines(df: DataFrame) -> DataFrame:
+def transform_number_lines(df: DataFrame, keep_blank: bool = False) -> DataFrame:
     """Number the lines of each file from 1 and clean them; blank lines are dropped (but keep their number).
 
     Input: ``_source_file``, ``_mono`` (monotonically_increasing_id taken right after the read),
@@ -372,7 +522,7 @@ def transform_number_lines(df: DataFrame) -> DataFrame:
     # A byte order mark only ever starts a file.
     out = out.withColumn(LINE, F.when(F.col(ROW_NUMBER) == 1, F.regexp_replace(LINE, "^\ufeff", ""))
                          .otherwise(F.col(LINE)))
-    return out.where(~F.col(LINE).rlike(r"^\s*$"))
+    return out if keep_blank else out.where(~F.col(LINE).rlike(r"^\s*$"))
 
 
 def transform_jsonl(lines: DataFrame, schema: SchemaSpec) -> DataFrame:
@@ -393,11 +543,11 @@ def transform_jsonl(lines: DataFrame, schema: SchemaSpec) -> DataFrame:
 
 
 def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, header: list[str] | None) -> DataFrame:
-    """CSV lines (``_source_file``, ``_row_number``, ``_line``) to the parsed layout.
+    """CSV records (``_source_file``, ``_row_number``, ``_line``, optional ``_unclosed``) to the parsed layout.
 
-    With a header, the first line of each file is the header (not a record) and columns are
-    matched to declared fields by name; without one, columns are the declared fields in order.
-    A row with more or fewer columns than that is a malformed record.
+    With a ``header`` (whose line the caller has removed from ``lines``), columns are matched to
+    declared fields by name; without one, columns are the declared fields in order. A record with
+    more or fewer columns than that, or whose quoted field is never closed, is a malformed record.
     """
     columns = header if header is not None else [f.name for f in schema.fields]
     if header is not None:
@@ -406,14 +556,15 @@ def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, hea
         if missing or unknown:
             log.warning("CSV header %s: declared fields missing: %s; undeclared columns ignored: %s",
                         header, ", ".join(missing) or "none", ", ".join(unknown) or "none")
-        first_line = F.min(ROW_NUMBER).over(Window.partitionBy(SOURCE_FILE))
-        lines = lines.withColumn("_header_row", first_line).where(F.col(ROW_NUMBER) != F.col("_header_row"))
     positional = ", ".join([f"_c{i} STRING" for i in range(len(columns))] + [f"{_CORRUPT} STRING"])
     parsed = F.from_csv(F.col(LINE), positional, {
         **_PERMISSIVE, "sep": options.delimiter, "quote": options.quote, "escape": options.escape})
     where = "of the header" if header is not None else "the schema declares"
     malformed = F.when(parsed[_CORRUPT].isNotNull(),
                        F.lit(f"row does not have the {len(columns)} columns {where}"))
+    if _UNCLOSED in lines.columns:
+        malformed = F.when(F.col(_UNCLOSED), F.lit(
+            "a quoted field opened in this record is not closed before the end of the file")).otherwise(malformed)
 
     def value(name: str) -> Column:
         return parsed[f"_c{columns.index(name)}"] if name in columns else F.lit(None).cast("string")
@@ -673,8 +824,8 @@ def transform_quarantine(checked: DataFrame, dataset: str, run_date: dt.date) ->
 
 def unreadable_rows(unreadable: Sequence[UnreadableFile], dataset: str,
                     run_date: dt.date) -> list[tuple[object, ...]]:
-    """One quarantine row per unreadable file: no row number, no raw text."""
-    return [(dataset, run_date, u.path, None, None, [(FILE_UNREADABLE, None, u.message)]) for u in unreadable]
+    """One quarantine row per unreadable or duplicate file: no row number, no raw text."""
+    return [(dataset, run_date, u.path, None, None, [(u.code, None, u.message)]) for u in unreadable]
 
 
 @dataclass(frozen=True)
@@ -686,18 +837,21 @@ class FileCounts:
 
 
 def ledger_rows(files: Sequence[str], counts: dict[str, FileCounts], unreadable: Sequence[UnreadableFile],
-                dataset: str, run_date: dt.date, run_id: str, rejected: bool) -> list[tuple[object, ...]]:
-    """Batch-ledger rows, one per landed file in listing order (BATCH_LEDGER.schema)."""
-    broken = {u.path for u in unreadable}
+                dataset: str, run_date: dt.date, run_id: str, rejected: bool,
+                hashes: Mapping[str, str] | None = None) -> list[tuple[object, ...]]:
+    """Batch-ledger rows, one per landed file in listing order (BATCH_LEDGER.schema), with its content hash."""
+    broken = {u.path: u.code for u in unreadable}
+    hashes = hashes or {}
     rows: list[tuple[object, ...]] = []
     for path in files:
         if path in broken:
             # The whole file is one quarantined "record": read = valid + quarantined still holds.
-            rows.append((dataset, run_date, path, 1, 0, 1, STATUS_UNREADABLE, run_id))
+            status = STATUS_DUPLICATE if broken[path] == DUPLICATE_FILE else STATUS_UNREADABLE
+            rows.append((dataset, run_date, path, 1, 0, 1, status, run_id, hashes.get(path)))
             continue
         c = counts.get(path, FileCounts(0, 0))
         rows.append((dataset, run_date, path, c.read, c.read - c.quarantined, c.quarantined,
-                     STATUS_REJECTED if rejected else STATUS_OK, run_id))
+                     STATUS_REJECTED if rejected else STATUS_OK, run_id, hashes.get(path)))
     return rows
 
 
@@ -744,7 +898,13 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
     guardrails = ws.config.guardrails
     run_date = ctx.run_date
     lake = ctx.lake
-    parsed, unreadable = read_records(spark, spec, schema, files, local)
+    # A file whose content another run date (or an earlier file of this run) brought in is not read again.
+    hashes = {path: file_sha256(local[path]) for path in files if os.path.getsize(local[path]) > 0}
+    duplicates = find_duplicate_files(files, hashes, ingested_hashes(spark, lake, dataset, run_date,
+                                                                     list(hashes.values())), run_date)
+    skipped = {d.path for d in duplicates}
+    parsed, unreadable = read_records(spark, spec, schema, [f for f in files if f not in skipped], local)
+    unreadable = [*unreadable, *duplicates]
     # Counting, staging and quarantine all read the checked records: compute them once.
     stored = stored_event_ids(spark, lake, schema, dataset, before=run_date)
     checked = transform_check(parsed, schema, guardrails, ws.namespaces, run_date, stored).persist()
@@ -759,7 +919,9 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
         read = sum(c.read for c in counts.values()) + len(unreadable)
         quarantined = sum(c.quarantined for c in counts.values()) + len(unreadable)
         allowed = guardrails.max_rejected_share
-        rejected = read > 0 and quarantined / read > allowed
+        # A re-delivered file says nothing about the quality of this batch: it does not count towards rejection.
+        judged_read, judged_quarantined = read - len(duplicates), quarantined - len(duplicates)
+        rejected = judged_read > 0 and judged_quarantined / judged_read > allowed
 
         quarantine = transform_quarantine(checked, dataset, run_date)
         if unreadable:
@@ -768,9 +930,10 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
         slice_predicate = f"dataset = '{dataset}' AND batch_date = {date_literal(run_date)}"
         replace_slice(quarantine, lake.path(QUARANTINE), slice_predicate, QUARANTINE.partition_by)
 
-        ledger = ledger_rows(files, counts, unreadable, dataset, run_date, ctx.run_id, rejected)
+        ledger = ledger_rows(files, counts, unreadable, dataset, run_date, ctx.run_id, rejected, hashes)
+        # add_new_columns: a ledger written before the sha256 column existed gains it.
         replace_slice(spark.createDataFrame(ledger, BATCH_LEDGER.schema), lake.path(BATCH_LEDGER),
-                      slice_predicate, BATCH_LEDGER.partition_by)
+                      slice_predicate, BATCH_LEDGER.partition_by, add_new_columns=True)
 
         # A rejected batch leaves an empty staging slice, so ingest cannot load it (nor an older attempt).
         staged = (spark.createDataFrame([], dataset_struct(schema)) if rejected
@@ -781,9 +944,10 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
         metrics = {"rows_read": read, "rows_valid": read - quarantined, "rows_quarantined": quarantined,
                    "files": len(files)}
         if rejected:
-            top = (quarantine.select(F.explode("reasons.code").alias("code")).groupBy("code").count()
-                   .orderBy(F.desc("count"), "code").limit(3).collect())
-            message = rejection_message(dataset, read, quarantined, allowed, [(r["code"], r["count"]) for r in top])
+            top = (quarantine.select(F.explode("reasons.code").alias("code")).where(F.col("code") != DUPLICATE_FILE)
+                   .groupBy("code").count().orderBy(F.desc("count"), "code").limit(3).collect())
+            message = rejection_message(dataset, judged_read, judged_quarantined, allowed,
+                                        [(r["code"], r["count"]) for r in top])
             # main() records metrics only after run() returns: record them here, the run stops below.
             record_metrics(spark, lake, run_date, STEP, dataset, metrics)
             raise BatchRejectedError(message)

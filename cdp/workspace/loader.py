@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from cdp.errors import WorkspaceError, WorkspaceProblem
 from cdp.workspace.models import (
+    IMPLICIT_DEFAULT_POLICY,
     AttributeCondition,
     AudienceSpec,
     DatasetSpec,
@@ -173,6 +174,10 @@ def load_workspace(root: str | Path) -> Workspace:
             if ns.pattern is not None and (error := _regex_error(ns.pattern)):
                 problems.append(WorkspaceProblem("namespaces.yaml", f"namespaces.{i}.pattern",
                                                  f"is not a valid regular expression: {error}"))
+            for j, blocked in enumerate(ns.blocked_patterns):
+                if error := _regex_error(blocked):
+                    problems.append(WorkspaceProblem("namespaces.yaml", f"namespaces.{i}.blocked_patterns.{j}",
+                                                     f"is not a valid regular expression: {error}"))
     else:
         problems.append(WorkspaceProblem("namespaces.yaml", "", "is missing"))
 
@@ -209,11 +214,34 @@ def load_workspace(root: str | Path) -> Workspace:
             problems.append(WorkspaceProblem("workspace.yaml", f"guardrails.blocked_patterns.{i}",
                                              f"is not a valid regular expression: {error}"))
 
+    problems.extend(_check_merge_policies(config))
+
     ws = Workspace(root, config, namespaces, schemas, datasets, audiences, destinations, files, frozenset(broken))
     problems.extend(check_workspace(ws))
     if problems:
         raise WorkspaceError(problems)
     return ws
+
+
+def _check_merge_policies(config: WorkspaceFile) -> list[WorkspaceProblem]:
+    """The default merge policy is named once, by default_merge_policy or by the top-level merge_policy keys."""
+    rel = "workspace.yaml"
+    defined = ", ".join(sorted(config.merge_policies)) or "none"
+    if config.default_merge_policy is None:
+        if IMPLICIT_DEFAULT_POLICY in config.merge_policies:
+            return [WorkspaceProblem(rel, f"merge_policies.{IMPLICIT_DEFAULT_POLICY}",
+                                     f"'{IMPLICIT_DEFAULT_POLICY}' names the policy of merge_policy / "
+                                     "dataset_precedence: choose another name, or name the default with "
+                                     "default_merge_policy")]
+        return []
+    problems = []
+    if config.default_merge_policy not in config.merge_policies:
+        problems.append(WorkspaceProblem(rel, "default_merge_policy", f"unknown merge policy "
+                                         f"'{config.default_merge_policy}' (merge_policies: {defined})"))
+    for key in sorted({"merge_policy", "dataset_precedence"} & config.model_fields_set):
+        problems.append(WorkspaceProblem(rel, key, "conflicts with default_merge_policy: describe the default "
+                                         "policy in merge_policies instead"))
+    return problems
 
 
 def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
@@ -249,8 +277,23 @@ def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
         for i, audience_id in enumerate(dest.audiences):
             if audience_id not in ws.audiences and f"audiences/{audience_id}" not in ws.broken:
                 problems.append(WorkspaceProblem(rel, f"audiences.{i}", f"audience '{audience_id}' is not defined"))
+    policies = ws.config.policies
+    for audience in ws.audiences.values():
+        if audience.merge_policy is not None and audience.merge_policy not in policies:
+            problems.append(WorkspaceProblem(ws.files[f"audiences/{audience.id}"], "merge_policy",
+                                             f"unknown merge policy '{audience.merge_policy}'"
+                                             f" (defined: {', '.join(sorted(policies))})"))
     if not attributes_known:
         return problems
+
+    profile_datasets = [d.name for d in ws.profile_datasets]
+    precedences = [(f"merge_policies.{name}.datasets", p.datasets) for name, p in ws.config.merge_policies.items()]
+    precedences.append(("dataset_precedence", ws.config.dataset_precedence))
+    for key, names in precedences:
+        for i, name in enumerate(names):
+            if name not in profile_datasets:
+                problems.append(WorkspaceProblem("workspace.yaml", f"{key}.{i}", f"'{name}' is not a profile "
+                                                 f"dataset (profile datasets: {', '.join(profile_datasets)})"))
 
     attributes: dict[str, tuple[FieldSpec, str]] = {}
     for dataset in ws.profile_datasets:

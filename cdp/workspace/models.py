@@ -7,9 +7,9 @@ file and the key instead of a setting silently ignored.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 FieldType = Literal[
     "string", "integer", "long", "double", "decimal", "boolean", "date", "timestamp", "object", "array", "map"
@@ -155,18 +155,72 @@ class Guardrails(Strict):
     max_profile_record_bytes: int = 100 * 1024
     max_future_skew_minutes: int = 60
     max_identities_per_graph: int = 50
+    # Segmentation cap: a profile with more events than this in the audiences' evaluation window (the longest
+    # window any audience reads) is left out of audience evaluation, and counted.
+    max_events_per_profile: int = Field(default=5000, ge=0)
     # An audience whose size changes by more than this share since the previous run raises a warning.
     audience_size_change_warning_share: float = Field(default=0.5, ge=0.0)
 
 
+MergePolicyType = Literal["timestamp_ordered", "dataset_precedence"]
+PolicyName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+# The name of the default policy described by the top-level merge_policy / dataset_precedence keys.
+IMPLICIT_DEFAULT_POLICY = "default"
+
+
+class MergePolicy(Strict):
+    """How the fragments of a profile are merged, attribute by attribute.
+
+    ``timestamp_ordered``: the newest non-null value wins. ``dataset_precedence``: the non-null value of
+    the first dataset of ``datasets`` that has one (datasets not listed come after, by name; ties by time).
+    """
+
+    type: MergePolicyType
+    datasets: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _datasets_fit_type(self) -> MergePolicy:
+        if self.type == "timestamp_ordered" and self.datasets:
+            raise ValueError("'datasets' applies to type dataset_precedence only")
+        if self.type == "dataset_precedence" and not self.datasets:
+            raise ValueError("type dataset_precedence needs 'datasets' (most trusted first)")
+        return self
+
+
 class WorkspaceFile(Strict):
-    """``workspace.yaml``: the workspace's name and defaults."""
+    """``workspace.yaml``: the workspace's name and defaults.
+
+    Merge policies are named in ``merge_policies`` and ``default_merge_policy`` names the one that builds
+    the profiles table; an audience may name another. Without ``default_merge_policy`` the default is
+    the policy given by ``merge_policy`` (and ``dataset_precedence``), known as ``default``.
+    """
 
     name: str
     description: str = ""
-    merge_policy: Literal["timestamp_ordered", "dataset_precedence"] = "timestamp_ordered"
+    merge_policy: MergePolicyType = "timestamp_ordered"
     dataset_precedence: list[str] = Field(default_factory=list)
+    merge_policies: dict[PolicyName, MergePolicy] = Field(default_factory=dict)
+    default_merge_policy: str | None = None
     guardrails: Guardrails = Field(default_factory=Guardrails)
+
+    @property
+    def default_policy_name(self) -> str:
+        """The name of the policy the profiles table is built with."""
+        return self.default_merge_policy or IMPLICIT_DEFAULT_POLICY
+
+    @property
+    def policies(self) -> dict[str, MergePolicy]:
+        """Every merge policy by name, the implicit ``default`` included when no default_merge_policy is named."""
+        out = dict(self.merge_policies)
+        if self.default_merge_policy is None and IMPLICIT_DEFAULT_POLICY not in out:
+            datasets = self.dataset_precedence if self.merge_policy == "dataset_precedence" else []
+            # Built without validation: the legacy keys allow dataset_precedence with an empty list.
+            out[IMPLICIT_DEFAULT_POLICY] = MergePolicy.model_construct(type=self.merge_policy, datasets=datasets)
+        return out
+
+    def policy(self, name: str | None = None) -> MergePolicy:
+        """The policy of that name (None: the default); the loader has checked every name used."""
+        return self.policies[name or self.default_policy_name]
 
 
 # ---------------------------------------------------------------- audiences
@@ -391,6 +445,8 @@ class AudienceSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
     description: str = ""
+    # a merge policy of workspace.yaml: the profile attributes this audience's rule sees (None: the default)
+    merge_policy: str | None = None
     rule: Rule
 
 

@@ -88,3 +88,13 @@ def test_cdp_daily_schedule_is_a_daily_data_interval(dagbag: DagBag) -> None:
         "2026-11-27T00:00:00+00:00", "2026-11-28T00:00:00+00:00")
     assert dag.max_active_runs == 1
     assert dag.catchup is False
+
+
+def test_full_identity_rebuild_param_reaches_the_job(dagbag: DagBag) -> None:
+    """Identity resolution is incremental unless the run is triggered with full_identity_rebuild."""
+    dag = dagbag.dags["cdp_daily"]
+    assert dag.params["full_identity_rebuild"] is False
+    task = dag.get_task("resolve_identities")
+    for value, mode in ((False, "auto"), (True, "full")):
+        rendered = task.render_template(task.extra_args, {"params": {"full_identity_rebuild": value}})
+        assert rendered == ["--mode", mode]

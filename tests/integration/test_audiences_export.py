@@ -66,7 +66,7 @@ def build_lake(spark: SparkSession, ws: Workspace, lake: Lake) -> None:
                (D, "crm_id", "C1", 3, "prof_a"), (D, "ecid", "E3", 4, "prof_c"), (D, "ecid", "E4", 5, "prof_d"),
                # the day before, E4 was resolved to another profile: must not be read for D
                (D - dt.timedelta(days=1), "ecid", "E4", 5, "prof_c")]
-    write_delta(spark, [(*m, first_seen, D) for m in mapping], IDENTITY_MAP.schema, lake.path(IDENTITY_MAP),
+    write_delta(spark, [(*m, first_seen, D, m[3]) for m in mapping], IDENTITY_MAP.schema, lake.path(IDENTITY_MAP),
                 ["run_date"])
 
     def meta(n: int, batch: dt.date) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ def context(lake: str) -> RunContext:
 
 
 def write_identity_map(spark: SparkSession, lake: str, rows: list[tuple[str, str, str]]) -> None:
-    data = [(DAY, ns, value, i, profile, DAY, DAY) for i, (ns, value, profile) in enumerate(rows)]
+    data = [(DAY, ns, value, i, profile, DAY, DAY, i) for i, (ns, value, profile) in enumerate(rows)]
     spark.createDataFrame(data, IDENTITY_MAP.schema).write.format("delta").mode("overwrite").save(
         Lake(lake).path(IDENTITY_MAP))
 

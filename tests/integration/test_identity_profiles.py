@@ -71,7 +71,8 @@ def context(ws: Workspace, lake: str) -> RunContext:
     return RunContext(RUN, "test", Settings(workspace=str(ws.root), lake=lake, landing=lake, exports=lake))
 
 
-COLUMNS = ["run_date", "profile_id", "identities", "identity_count", "crm_id", "email", "phone", "first_name",
+COLUMNS = ["run_date", "profile_id", "identities", "identity_count", "dataset_last_update", "events_in_window",
+           "crm_id", "email", "phone", "first_name",
            "last_name", "birth_date", "country", "city", "consent_marketing", "updated_at", "loyalty_id", "tier",
            "points", "joined_on"]
 
@@ -83,14 +84,15 @@ E2 = pid("ecid", "E2")
 EXPECTED = sorted([
     (RUN, ANN, {"crm_id": ["C1"], "ecid": ["E1"], "email": ["ann@x.com"], "loyalty_id": ["L1"],
                 "phone": ["+33612345678"]}, 5,
+     {"crm_profiles": dt.datetime(2024, 3, 1, 9), "loyalty_members": dt.datetime(2024, 2, 28)}, 1,
      "C1", "Ann@X.com ", "+33 6 12 34 56 78", "Ann", "Lee", dt.date(1990, 5, 1), "FR", "Paris", True,
      dt.datetime(2024, 3, 1, 9), "L1", "gold", 1200, dt.date(2020, 1, 1)),
-    (RUN, BOB, {"crm_id": ["C2"], "email": ["bob@y.com"]}, 2,
+    (RUN, BOB, {"crm_id": ["C2"], "email": ["bob@y.com"]}, 2, {"crm_profiles": dt.datetime(2024, 2, 27)}, 1,
      "C2", "bob@y.com", None, "Bob", None, None, "DE", "Berlin", None, dt.datetime(2024, 2, 27), None, None, None,
      None),
-    (RUN, L2, {"loyalty_id": ["L2"]}, 1,
+    (RUN, L2, {"loyalty_id": ["L2"]}, 1, {"loyalty_members": dt.datetime(2024, 2, 1)}, 0,
      None, None, None, None, None, None, None, None, None, dt.datetime(2024, 2, 1), "L2", "bronze", 10, None),
-    (RUN, E2, {"ecid": ["E2"]}, 1, *[None] * 14),
+    (RUN, E2, {"ecid": ["E2"]}, 1, {}, 1, *[None] * 14),
 ], key=lambda row: row[1])
 
 
@@ -108,7 +110,8 @@ def test_resolve_then_build_profiles(spark: SparkSession, repo_root: Path, lake:
     for _ in range(2):  # a rerun replaces the run date's slices with the same rows
         resolved = resolve_identities.run(spark, ws, ctx)
         built = build_profiles.run(spark, ws, ctx)
-        assert resolved == {"identities": 9, "links": 5, "profiles": 4, "max_identities_per_profile": 5,
+        assert resolved == {"identities": 9, "links": 5, "recomputed_identities": 9, "profiles": 4,
+                            "max_identities_per_profile": 5,
                             "links_dropped": 0, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 0}
         assert built == {"profiles": 4, "profiles_with_attributes": 3}
         assert profiles_table(spark, lake) == EXPECTED

@@ -17,6 +17,7 @@ from jobs.build_profiles import (
     fragments_struct,
     precedence_ranks,
     profiles_struct,
+    transform_event_counts,
     transform_fragments,
     transform_merge_attributes,
     transform_profile_identities,
@@ -48,8 +49,8 @@ def dataset_df(spark: SparkSession, ws: Workspace, dataset: str, records: list[d
 
 def identity_map_df(spark: SparkSession, rows: list[tuple[str, str, str]]) -> DataFrame:
     """Identity map rows from (namespace, value, profile_id)."""
-    return spark.createDataFrame([(RUN, ns, value, i, profile, D1, D1) for i, (ns, value, profile) in enumerate(rows)],
-                                 IDENTITY_MAP.schema)
+    return spark.createDataFrame(
+        [(RUN, ns, value, i, profile, D1, D1, i) for i, (ns, value, profile) in enumerate(rows)], IDENTITY_MAP.schema)
 
 
 IDENTITIES = [("crm_id", "C1", "P1"), ("crm_id", "C2", "P1"), ("email", "ann@x.com", "P1"), ("loyalty_id", "L1", "P1"),
@@ -143,18 +144,25 @@ def test_precedence_ranks_unlisted_datasets_after_by_name() -> None:
 def test_every_profile_gets_a_row_with_sorted_identities(spark: SparkSession, ws: Workspace) -> None:
     attributes = ws.profile_attributes()
     identity_map = identity_map_df(spark, IDENTITIES)
-    merge = transform_merge_attributes(fragments(spark, ws, {"crm_profiles": CRM[:1]}), list(attributes))
-    profiles = transform_profiles(transform_profile_identities(identity_map), merge, attributes, RUN)
+    merge = transform_merge_attributes(fragments(spark, ws, {"crm_profiles": CRM, "loyalty_members": LOYALTY}),
+                                       list(attributes), datasets=["crm_profiles", "loyalty_members", "other"])
+    # Events of the evaluation window, per profile (P9 has no identity in the map: not a profile).
+    counts = transform_event_counts(spark.createDataFrame([("P1",), ("P1",), ("P9",)], "profile_id string"))
+    profiles = transform_profiles(transform_profile_identities(identity_map), merge, attributes, RUN, counts)
     assert profiles.columns == profiles_struct(attributes).names
-    assert profiles.schema["identities"].dataType == profiles_struct(attributes)["identities"].dataType
+    for column in ("identities", "dataset_last_update", "events_in_window"):
+        assert profiles.schema[column].dataType == profiles_struct(attributes)[column].dataType
     rows = {r["profile_id"]: r.asDict() for r in profiles.collect()}
     assert sorted(rows) == ["P1", "P2"]
     p1, p2 = rows["P1"], rows["P2"]
     assert p1["identities"] == {"crm_id": ["C1", "C2"], "ecid": ["E1"], "email": ["ann@x.com"], "loyalty_id": ["L1"]}
-    assert (p1["run_date"], p1["identity_count"], p1["city"], p1["tier"]) == (RUN, 5, "Paris", None)
-    # A profile seen only through a cookie: identities, no attributes.
+    assert (p1["run_date"], p1["identity_count"], p1["city"], p1["tier"]) == (RUN, 5, "Lyon", "gold")
+    # The newest record time per dataset the profile has records in; no entry for a dataset without one.
+    assert p1["dataset_last_update"] == {"crm_profiles": ts(2, 10), "loyalty_members": ts(1, 8)}
+    assert p1["events_in_window"] == 2
+    # A profile seen only through a cookie: identities, no attributes, no record, no event.
     assert p2 == {"run_date": RUN, "profile_id": "P2", "identities": {"ecid": ["E9"]}, "identity_count": 1,
-                  **dict.fromkeys(attributes)}
+                  "dataset_last_update": {}, "events_in_window": 0, **dict.fromkeys(attributes)}
 
 
 def test_no_profile_dataset_means_no_attribute(spark: SparkSession) -> None:

@@ -12,13 +12,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp.audiences import RuleError
+from cdp.events import transform_events
 from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, PROFILES, Lake
 from cdp.run_context import RunContext
 from cdp.schemas import spark_type
 from cdp.settings import Settings
 from cdp.workspace.loader import Workspace, load_workspace
 from jobs import evaluate_audiences
-from jobs.evaluate_audiences import EXITED_RETENTION_DAYS, transform_events, transform_statuses
+from jobs.evaluate_audiences import EXITED_RETENTION_DAYS, transform_statuses
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
 MEMBERSHIP = cast(T.StructType, AUDIENCE_MEMBERSHIP.schema)  # declared for this table
@@ -145,6 +146,7 @@ def test_run_over_three_days_and_backfill(spark: SparkSession, lake: str, tmp_pa
         metrics = evaluate_audiences.run(spark, ws, ctx_for(day, lake, tmp_path))
     assert metrics == {
         "audiences": 4,
+        "excluded.event_cap": 0, "excluded.identity_cap": 0,  # within the default segmentation guardrails
         "gold_members.size": 1, "gold_members.realized": 0, "gold_members.existing": 1, "gold_members.exited": 1,
         "french_high_points.size": 1, "french_high_points.realized": 1, "french_high_points.existing": 0,
         "french_high_points.exited": 0,

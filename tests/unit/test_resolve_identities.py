@@ -81,6 +81,8 @@ def test_record_identities_are_raw_primary_first(spark: SparkSession, ws: Worksp
         {"crm_id": "C2", "email": "  ", "phone": None},
     ])
     rows = transform_record_identities(df, ws.schema_of("crm_profiles")).collect()
+    # The record key is its file and row: recomputing the frame gives every record the same key again.
+    assert [r["record"] for r in rows] == ["crm_profiles/part-0#0", "crm_profiles/part-0#1"]
     assert [[(i["namespace"], i["raw"]) for i in r["identities"]] for r in rows] == [
         [("crm_id", " C1 "), ("email", "Ann@X.com "), ("phone", "+33 (6) 12-34")],
         [("crm_id", "C2"), ("email", "  ")],
@@ -159,12 +161,13 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
     # email_events and loyalty_members have no table yet: they read as empty.
     ctx = RunContext(D2, "test", Settings(workspace=str(ws.root), lake=lake, landing=lake, exports=lake))
     metrics = run(spark, ws, ctx)
-    assert metrics == {"identities": 3, "links": 2, "profiles": 1, "max_identities_per_profile": 3,
+    assert metrics == {"identities": 3, "links": 2, "recomputed_identities": 3, "profiles": 1,
+                       "max_identities_per_profile": 3,
                        "links_dropped": 0, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 0}
 
     table = read_table(spark, Lake(lake).path(IDENTITY_MAP))
     assert table.schema == IDENTITY_MAP.schema
-    rows = {tuple(r)[:2] + tuple(r)[4:] for r in table.collect()}
+    rows = {tuple(r)[:2] + tuple(r)[4:7] for r in table.collect()}
     c1 = pid("crm_id", "C1")
     # C1 was seen on the CRM record (D1) and on the web event (D2); C2 (D3) is not seen yet.
     assert rows == {(D2, "crm_id", c1, D1, D2), (D2, "email", c1, D1, D1), (D2, "ecid", c1, D2, D2)}
@@ -173,7 +176,9 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
     # email and the older one (C1) is dropped and audited. C1 keeps its profile id (its oldest identity,
     # crm_id C1, stays with it); the email leaves it for C2's new profile: a split. D2 is untouched.
     metrics = run(spark, ws, RunContext(D3, "test", ctx.settings))
-    assert metrics == {"identities": 4, "links": 3, "profiles": 2, "max_identities_per_profile": 2,
+    # Incremental: the component of C1 is touched (the e-mail was seen again, C2 is new): all 4 recomputed.
+    assert metrics == {"identities": 4, "links": 3, "recomputed_identities": 4, "profiles": 2,
+                       "max_identities_per_profile": 2,
                        "links_dropped": 1, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 1}
     assert table.where(F.col("run_date") == D2).count() == 3
     c2 = pid("crm_id", "C2")

@@ -44,3 +44,14 @@ def test_valid_blocked_patterns_load(workspace: Path) -> None:
     config = workspace / "workspace.yaml"
     config.write_text(config.read_text() + '  blocked_patterns: ["0+", "(?i)test.*"]\n')
     assert load_workspace(workspace).config.guardrails.blocked_patterns == ["0+", "(?i)test.*"]
+
+
+def test_invalid_namespace_blocked_pattern_names_the_namespace_and_index(workspace: Path) -> None:
+    namespaces = workspace / "namespaces.yaml"
+    namespaces.write_text(namespaces.read_text().replace(
+        "  - code: email\n", '  - code: email\n    blocked_patterns: ["test@.*", "[a-"]\n'))
+    with pytest.raises(WorkspaceError) as caught:
+        load_workspace(workspace)
+    assert [str(p) for p in caught.value.problems] == [
+        "namespaces.yaml: namespaces.2.blocked_patterns.1: is not a valid regular expression: "
+        "unterminated character set at position 0"]

@@ -27,7 +27,8 @@ class CdpSparkJobOperator(SparkSubmitOperator):
     :param extra_args: further job arguments (e.g. ``["--stage", "ingest"]``).
     """
 
-    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "run_date", "dataset", "destination")
+    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "run_date", "dataset", "destination",
+                                      "extra_args")
 
     def __init__(
         self,
