@@ -326,12 +326,25 @@ def check_workspace(ws: Workspace) -> list[WorkspaceProblem]:
     return problems
 
 
+# Columns of the profiles table that are not attributes (jobs/build_profiles.py writes them): a profile
+# field of the same name would collide with them.
+RESERVED_PROFILE_COLUMNS = ("run_date", "profile_id", "identities", "identity_count", "dataset_last_update",
+                            "events_in_window")
+
+
 def _check_schema(ws: Workspace, schema: SchemaSpec) -> list[WorkspaceProblem]:
     rel = ws.files[f"schemas/{schema.name}"]
     problems: list[WorkspaceProblem] = []
     names = [f.name for f in schema.fields]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(WorkspaceProblem(rel, f"fields.{name}", "field is declared twice"))
+    if schema.class_ == "profile":
+        for name in sorted(set(names) & set(RESERVED_PROFILE_COLUMNS)):
+            problems.append(WorkspaceProblem(rel, f"fields.{name}",
+                                             f"'{name}' is a column of the profiles table; rename the field"))
+    for name in sorted(n for n in set(names) if n.startswith("_")):
+        problems.append(WorkspaceProblem(rel, f"fields.{name}",
+                                         "names starting with '_' are reserved for the platform's columns"))
     primaries = [f.name for f in schema.fields if f.identity and f.identity.primary]
     if len(primaries) > 1:
         problems.append(WorkspaceProblem(rel, "fields", f"more than one primary identity: {', '.join(primaries)}"))

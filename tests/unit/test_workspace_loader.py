@@ -75,3 +75,22 @@ def test_broken_yaml_names_the_file(workspace: Path) -> None:
     (workspace / "namespaces.yaml").write_text("namespaces: [\n")
     found = problems_of(workspace)
     assert found[0].startswith("namespaces.yaml: is not valid YAML")
+
+
+def test_profile_fields_cannot_take_the_profiles_table_columns(workspace: Path) -> None:
+    schema = workspace / "schemas" / "loyalty_member.yaml"
+    schema.write_text(schema.read_text() + "  - {name: events_in_window, type: long}\n"
+                      "  - {name: _batch_date, type: date}\n")
+    assert problems_of(workspace) == [
+        "schemas/loyalty_member.yaml: fields.events_in_window: 'events_in_window' is a column of the profiles "
+        "table; rename the field",
+        "schemas/loyalty_member.yaml: fields._batch_date: names starting with '_' are reserved for the "
+        "platform's columns",
+    ]
+
+
+def test_reserved_profile_columns_are_the_ones_build_profiles_writes() -> None:
+    from cdp.workspace.loader import RESERVED_PROFILE_COLUMNS
+    from jobs.build_profiles import EVENTS_IN_WINDOW, LAST_UPDATE
+
+    assert {EVENTS_IN_WINDOW, LAST_UPDATE} <= set(RESERVED_PROFILE_COLUMNS)
