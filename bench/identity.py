@@ -102,17 +102,17 @@ def bench_identity(spark: SparkSession, work: Path, identities: int) -> dict[str
     log.info("identity %d: ours %.1fs, scipy %.2fs, %d components", identities, m.seconds, scipy_seconds, count)
 
     # The previous run as the job stores it: identity map (node, component, seen dates) and links.
+    links0 = _links(ids[src], ids[dst], day0)
     previous = PreviousRun(
         day0,
         spark.read.parquet(_write(work, f"identity-map-{identities}", pd.DataFrame({
             "node_id": result["id"], "component": result["component"], "first_seen": day0, "last_seen": day0}))),
-        spark.read.parquet(_write(work, f"identity-links-{identities}", _links(ids[src], ids[dst], day0))),
+        spark.read.parquet(_write(work, f"identity-links-{identities}", links0)),
         spark.createDataFrame([], "component long, run_date date"))
     ids1, src1, dst1 = changed_graph(ids, src, dst)
     seen = pd.Series(day0, index=ids1)
     links1 = _links(ids1[src1], ids1[dst1], day0)
-    fresh = ~links1.set_index(["src", "dst"]).index.isin(_links(ids[src], ids[dst], day0).set_index(
-        ["src", "dst"]).index)
+    fresh = ~links1.set_index(["src", "dst"]).index.isin(links0.set_index(["src", "dst"]).index)
     links1.loc[fresh, "seen_date"] = day1  # the new links were seen on the new day, so were their ends
     seen.loc[np.concatenate([links1.loc[fresh, "src"].to_numpy(), links1.loc[fresh, "dst"].to_numpy()])] = day1
     identities1 = spark.read.parquet(_write(work, f"identity-identities1-{identities}", pd.DataFrame({

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from cdp.lake import RUN_METRICS, Lake, date_literal
+from cdp.lake import RUN_METRICS, Lake, TableSpec, date_literal
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ def read_table(spark: SparkSession, path: str, schema: T.StructType | None = Non
     if schema is None:
         raise FileNotFoundError(f"Delta table {path} does not exist yet")
     return spark.createDataFrame([], schema)
+
+
+def read_run_date_slice(spark: SparkSession, lake: Lake, table: TableSpec, run_date: dt.date,
+                        absent_as_empty: bool = False) -> DataFrame:
+    """The ``run_date`` rows of a run-date-keyed table; an absent table reads as empty when ``absent_as_empty``
+    (it needs a declared schema), else raises FileNotFoundError."""
+    schema = table.schema if absent_as_empty else None
+    return read_table(spark, lake.path(table), schema).where(F.col("run_date") == F.lit(run_date))
 
 
 def create_table_if_absent(spark: SparkSession, path: str, schema: T.StructType, partition_by: list[str]) -> None:

@@ -27,7 +27,7 @@ import great_expectations.expectations as gxe
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp.delta_io import latest_partition_before, read_table, replace_slice, table_exists
+from cdp.delta_io import latest_partition_before, read_run_date_slice, read_table, replace_slice, table_exists
 from cdp.lake import (
     AUDIENCE_MEMBERSHIP,
     BATCH_LEDGER,
@@ -37,7 +37,6 @@ from cdp.lake import (
     QUALITY_RESULTS,
     STAGING,
     Lake,
-    TableSpec,
     date_literal,
 )
 from cdp.quality import ExpectationOutcome, Suite, raise_on_failure, validate_suites
@@ -104,7 +103,7 @@ def transform_profile_identity_counts(identities: DataFrame, unique_namespaces: 
 
 def identity_suites(spark: SparkSession, lake: Lake, run_date: dt.date, max_identities: int = 50,
                     unique_namespaces: Sequence[str] = ()) -> list[Suite]:
-    identities = _snapshot(spark, lake, IDENTITY_MAP, run_date)
+    identities = read_run_date_slice(spark, lake, IDENTITY_MAP, run_date)
     per_profile = transform_profile_identity_counts(identities, unique_namespaces)
     return [Suite("identity_map", identities, [
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["namespace", "value"]),
@@ -119,8 +118,8 @@ def identity_suites(spark: SparkSession, lake: Lake, run_date: dt.date, max_iden
 
 
 def profile_suites(spark: SparkSession, lake: Lake, run_date: dt.date) -> list[Suite]:
-    profiles = _snapshot(spark, lake, PROFILES, run_date)
-    expected = _snapshot(spark, lake, IDENTITY_MAP, run_date).select("profile_id").distinct().count()
+    profiles = read_run_date_slice(spark, lake, PROFILES, run_date)
+    expected = read_run_date_slice(spark, lake, IDENTITY_MAP, run_date).select("profile_id").distinct().count()
     return [Suite("profiles", profiles, [
         gxe.ExpectColumnValuesToNotBeNull(column="profile_id"),
         gxe.ExpectColumnValuesToBeUnique(column="profile_id"),
@@ -149,7 +148,7 @@ def audience_suites(spark: SparkSession, lake: Lake, run_date: dt.date,
                     size_change_share: float = 0.5) -> list[Suite]:
     history = read_table(spark, lake.path(AUDIENCE_MEMBERSHIP), AUDIENCE_MEMBERSHIP.schema)
     membership = history.where(F.col("run_date") == F.lit(run_date))
-    profiles = _snapshot(spark, lake, PROFILES, run_date)
+    profiles = read_run_date_slice(spark, lake, PROFILES, run_date)
     suites = [Suite("audience_membership", transform_references(membership, profiles, "profile_id"), [
         gxe.ExpectColumnValuesToNotBeNull(column="parent_found"),
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["realized", "existing", "exited"]),
@@ -168,10 +167,6 @@ def audience_suites(spark: SparkSession, lake: Lake, run_date: dt.date,
             gxe.ExpectColumnValuesToBeBetween(column="change_share", min_value=0.0, max_value=size_change_share),
         ]))
     return suites
-
-
-def _snapshot(spark: SparkSession, lake: Lake, table: TableSpec, run_date: dt.date) -> DataFrame:
-    return read_table(spark, lake.path(table)).where(F.col("run_date") == F.lit(run_date))
 
 
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage) -> list[ExpectationOutcome]:

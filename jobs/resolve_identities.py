@@ -38,6 +38,7 @@ from cdp.datasets import read_dataset_as_of
 from cdp.delta_io import (
     create_table_if_absent,
     latest_partition_before,
+    read_run_date_slice,
     read_table,
     record_metrics,
     replace_slice,
@@ -418,10 +419,6 @@ def write_slice(spark: SparkSession, df: DataFrame, lake: Lake, table: TableSpec
     return path
 
 
-def _slice(spark: SparkSession, lake: Lake, table: TableSpec, run_date: dt.date) -> DataFrame:
-    return read_table(spark, lake.path(table), table.schema).where(F.col("run_date") == F.lit(run_date))
-
-
 def read_previous_map(spark: SparkSession, lake: Lake, run_date: dt.date) -> tuple[DataFrame | None, dt.date | None]:
     """The identity map of the latest run date before ``run_date`` (None when there is none)."""
     path = lake.path(IDENTITY_MAP)
@@ -449,13 +446,14 @@ def incremental_start(spark: SparkSession, lake: Lake, previous_map: DataFrame |
         return None, "full rebuild requested"
     if previous_map is None or previous_date is None:
         return None, "no previous run"
-    runs = _slice(spark, lake, IDENTITY_RUNS, previous_date).collect()
+    runs = read_run_date_slice(spark, lake, IDENTITY_RUNS, previous_date, absent_as_empty=True).collect()
     if not runs:
         return None, f"the run of {previous_date} left no identity_runs row (written before incremental runs)"
     if runs[0]["config_fingerprint"] != fingerprint:
         return None, f"namespaces or identity cap changed since the run of {previous_date}"
-    return PreviousRun(previous_date, previous_map, _slice(spark, lake, IDENTITY_LINKS, previous_date),
-                       _slice(spark, lake, IDENTITY_AUDIT, previous_date)), \
+    links = read_run_date_slice(spark, lake, IDENTITY_LINKS, previous_date, absent_as_empty=True)
+    audit = read_run_date_slice(spark, lake, IDENTITY_AUDIT, previous_date, absent_as_empty=True)
+    return PreviousRun(previous_date, previous_map, links, audit), \
         f"components touched since the run of {previous_date}"
 
 
@@ -511,9 +509,9 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, mode: str = "auto")
     sizes = written.groupBy("profile_id").count()
     row = sizes.agg(F.count(F.lit(1)).alias("profiles"), F.max("count").alias("largest")).first()
     assert row is not None
-    audit = _slice(spark, ctx.lake, IDENTITY_AUDIT, ctx.run_date)
+    audit = read_run_date_slice(spark, ctx.lake, IDENTITY_AUDIT, ctx.run_date, absent_as_empty=True)
     audited = {r["reason"]: int(r["count"]) for r in audit.groupBy("reason").count().collect()}
-    moved = _slice(spark, ctx.lake, PROFILE_ID_CHANGES, ctx.run_date)
+    moved = read_run_date_slice(spark, ctx.lake, PROFILE_ID_CHANGES, ctx.run_date, absent_as_empty=True)
     changed = {r["change"]: int(r["count"]) for r in moved.groupBy("change").count().collect()}
     metrics.update({
         "identities": identity_count,
