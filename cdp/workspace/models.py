@@ -104,6 +104,9 @@ class Namespace(Strict):
     # identity resolution does not link these normalised values, nor values in which a pattern is found
     blocked_values: list[str] = Field(default_factory=list)
     blocked_patterns: list[str] = Field(default_factory=list)
+    # a link to an identity of this namespace not seen again for this many days is dropped (None: the
+    # workspace's guardrails.link_ttl_days; a link between two namespaces expires after the shorter of both)
+    link_ttl_days: int | None = Field(default=None, ge=1)
 
 
 class NamespacesFile(Strict):
@@ -127,6 +130,8 @@ class CsvOptions(Strict):
     quote: str = '"'
     escape: str = "\\"
     header: bool = True
+    # a header column that is no declared field: reject quarantines the file (bad_header), ignore drops the column
+    unknown_columns: Literal["reject", "ignore"] = "reject"
 
 
 class DatasetSpec(Strict):
@@ -155,6 +160,8 @@ class Guardrails(Strict):
     max_profile_record_bytes: int = 100 * 1024
     max_future_skew_minutes: int = 60
     max_identities_per_graph: int = 50
+    # identity links not seen again for this many days are dropped (None: links never expire)
+    link_ttl_days: int | None = Field(default=None, ge=1)
     # Segmentation cap: a profile with more events than this in the audiences' evaluation window (the longest
     # window any audience reads) is left out of audience evaluation, and counted.
     max_events_per_profile: int = Field(default=5000, ge=0)
