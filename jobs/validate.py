@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -26,16 +23,16 @@ from cdp.ingestion.checks import (
     transform_valid,
     unreadable_rows,
 )
-from cdp.ingestion.landing import download_landed_files, list_landed_files
-from cdp.ingestion.layout import REASONS
+from cdp.ingestion.landing import landed_copies, list_landed_files
+from cdp.ingestion.layout import DROPPED, REASONS
 from cdp.ingestion.ledger import FileCounts, file_sha256, find_duplicate_files, ingested_hashes, ledger_rows
 from cdp.ingestion.reasons import DUPLICATE_FILE
 from cdp.ingestion.records import read_records
+from cdp.job import StepKey, run_job
 from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, STAGING, date_literal
-from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.run_context import RunContext, job_parser
 from cdp.schema_evolution import check_against_table
 from cdp.schemas import BATCH_DATE, SOURCE_FILE, dataset_struct
-from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
@@ -49,7 +46,7 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
     Raises SchemaEvolutionError (before writing anything) when the declared schema breaks the
     dataset's stored table, and BatchRejectedError (after writing everything and recording the
     metrics) when the quarantined share exceeds ``guardrails.max_rejected_share``. Files of an S3
-    source are downloaded to a temporary folder for the run and removed afterwards.
+    source are downloaded to a scratch folder for the run and removed afterwards (see landed_copies).
     """
     if dataset not in ws.datasets:
         raise CdpError(f"dataset '{dataset}' is not defined in workspace {ws.config.name} "
@@ -60,12 +57,9 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
     check_against_table(schema, ctx.lake.path(DATASET, dataset), dataset,
                         ws.files.get(f"schemas/{schema.name}", f"schemas/{schema.name}.yaml"))
     files = list_landed_files(ctx.settings, spec, ctx.run_date)
-    # S3 objects are read from local copies; every Spark action on them happens before the cleanup below.
-    cache = Path(tempfile.mkdtemp(prefix=f"cdp-landing-{dataset}-"))
-    try:
-        return _validate(spark, ws, ctx, dataset, files, download_landed_files(spec, files, cache))
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    # S3 objects are read from local copies; every Spark action on them happens inside the block.
+    with landed_copies(spec, files, ctx.run_date) as local:
+        return _validate(spark, ws, ctx, dataset, files, local)
 
 
 def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str, files: Sequence[str],
@@ -87,12 +81,16 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
     checked = transform_check(parsed, schema, guardrails, ws.namespaces, run_date, stored).persist()
     try:
         counts = {
-            row["file"]: FileCounts(row["read"], row["quarantined"])
+            row["file"]: FileCounts(row["read"], row["quarantined"], row["dropped"])
             for row in checked.groupBy(F.col(SOURCE_FILE).alias("file")).agg(
                 F.count(F.lit(1)).alias("read"),
                 F.sum(F.when(F.size(REASONS) > 0, 1).otherwise(0)).alias("quarantined"),
+                F.sum(F.size(DROPPED)).alias("dropped"),
             ).collect()
         }
+        # Identity values dropped from valid records, by reason (counts only: values are PII).
+        dropped = {f"identities_dropped.{r['code']}": int(r["count"]) for r in checked.select(
+            F.explode(F.col(DROPPED).code).alias("code")).groupBy("code").count().collect()}
         read = sum(c.read for c in counts.values()) + len(unreadable)
         quarantined = sum(c.quarantined for c in counts.values()) + len(unreadable)
         allowed = guardrails.max_rejected_share
@@ -119,13 +117,13 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
                       STAGING.partition_by, add_new_columns=True)
 
         metrics = {"rows_read": read, "rows_valid": read - quarantined, "rows_quarantined": quarantined,
-                   "files": len(files)}
+                   "files": len(files), **dropped}
         if rejected:
             top = (quarantine.select(F.explode("reasons.code").alias("code")).where(F.col("code") != DUPLICATE_FILE)
                    .groupBy("code").count().orderBy(F.desc("count"), "code").limit(3).collect())
             message = rejection_message(dataset, judged_read, judged_quarantined, allowed,
                                         [(r["code"], r["count"]) for r in top])
-            # main() records metrics only after run() returns: record them here, the run stops below.
+            # The job records metrics only after run() returns: record them here, the run stops below.
             record_metrics(spark, lake, run_date, STEP, dataset, metrics)
             raise BatchRejectedError(message)
     finally:
@@ -139,10 +137,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """spark-submit entry point: validate one dataset for one run date."""
     parser = job_parser("Validate one dataset's landed files: staging, quarantine and batch ledger.")
     parser.add_argument("--dataset", required=True, help="dataset name as declared in the workspace")
-    args, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(f"cdp-{STEP}-{args.dataset}")
-    metrics = run(spark, ws, ctx, args.dataset)
-    record_metrics(spark, ctx.lake, ctx.run_date, STEP, args.dataset, metrics)
+    run_job(parser, argv, lambda args: StepKey(STEP, args.dataset),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.dataset))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,18 @@ from pyspark.sql import types as T
 
 from cdp.datasets import STORED_BATCH_DATE, STORED_ID
 from cdp.identities import normalize
-from cdp.ingestion.layout import CORRUPT, MALFORMED, PERMISSIVE, RAW, REASONS, STRINGS, TYPED, UnreadableFile
+from cdp.ingestion.layout import (
+    CORRUPT,
+    DROPPED,
+    MALFORMED,
+    MALFORMED_CODE,
+    PERMISSIVE,
+    RAW,
+    REASONS,
+    STRINGS,
+    TYPED,
+    UnreadableFile,
+)
 from cdp.ingestion.reasons import (
     BAD_FORMAT,
     BAD_IDENTITY_FORMAT,
@@ -48,6 +59,7 @@ TIMESTAMP_PATTERN = r"^\s*\d{4}-\d{2}-\d{2}([T ].*)?$"
 # Well-formed numbers: when one of these does not cast, the value is out of range, not of the wrong type.
 INTEGER_PATTERN = r"^\s*[+-]?[0-9]+\s*$"
 DECIMAL_PATTERN = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+NON_FINITE_PATTERN = r"(?i)^\s*[+-]?(nan|inf|infinity)\s*$"
 _INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 _FORMAT_HINTS = {
@@ -91,7 +103,15 @@ def _typed(spec: FieldSpec, value: Column) -> Column:
         wrapper = T.StructType([T.StructField("v", target, True), T.StructField(CORRUPT, T.StringType(), True)])
         parsed = F.from_json(F.concat(F.lit('{"v":'), value, F.lit("}")), wrapper, PERMISSIVE)
         return F.when(parsed[CORRUPT].isNull(), parsed["v"])
+    if spec.type == "double":
+        # NaN and Infinity are no JSON numbers, and no value a data engineer means by a number.
+        return F.when(~value.rlike(NON_FINITE_PATTERN), value.try_cast(target))
     return value.try_cast(target)  # ANSI-safe: overflow and junk give null, not an error
+
+
+def _no_reasons() -> Column:
+    """An empty array of reasons (of the type _reason builds)."""
+    return F.filter(F.array(_reason(MALFORMED_RECORD, None, "")), lambda _: F.lit(False))
 
 
 def _reason(code: str, field: str | None, message: Column | str) -> Column:
@@ -139,12 +159,15 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
     blocked = sorted({v.strip().lower() for v in guardrails.blocked_identity_values})
     namespaces = namespaces or {}
     checks: list[Column] = []
-    typed_values: list[Column] = []
+    typed_values: dict[str, Column] = {}
+    # Per identity field, the reasons its value cannot be linked: such a value is dropped from the record
+    # (stored null, counted), and the record is quarantined for it only when no valid identity remains.
+    identity_problems: dict[str, list[Column]] = {}
     for spec in schema.fields:
         value = strings[spec.name]
         present = _present(value)
         typed = F.when(present, _typed(spec, value))
-        typed_values.append(typed.alias(spec.name))
+        typed_values[spec.name] = typed
         shown = _shown(value)
         if spec.required:
             checks.append(F.when(~present, _reason(MISSING_REQUIRED, spec.name,
@@ -185,15 +208,16 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
                     f"day {run_date.isoformat()} plus {skew} minutes (guardrails.max_future_skew_minutes)",
                     shown))))
         if spec.identity is not None:
+            problems = identity_problems.setdefault(spec.name, [])
             namespace = namespaces.get(spec.identity.namespace)
             if namespace is not None and namespace.pattern is not None:
                 normalized = normalize(namespace.type, value, namespace.default_region)
-                checks.append(F.when(normalized.isNotNull() & ~_full_match(normalized, namespace.pattern), _reason(
+                problems.append(F.when(normalized.isNotNull() & ~_full_match(normalized, namespace.pattern), _reason(
                     BAD_IDENTITY_FORMAT, spec.name, F.format_string(
                         f"identity value '%s' does not match the pattern of namespace {namespace.code} "
                         f"({namespace.pattern.replace('%', '%%')})", shown))))
             by_value = F.lower(F.trim(value)).isin(blocked)
-            checks.append(F.when(present & by_value, _reason(
+            problems.append(F.when(present & by_value, _reason(
                 BLOCKED_IDENTITY, spec.name,
                 F.format_string("identity value '%s' is blocked (guardrails.blocked_identity_values)", shown))))
             if guardrails.blocked_patterns:
@@ -201,14 +225,29 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
                 matched: Column = F.lit(None).cast("string")
                 for pattern in reversed(guardrails.blocked_patterns):
                     matched = F.when(_full_match(F.trim(value), pattern), F.lit(pattern)).otherwise(matched)
-                checks.append(F.when(present & ~by_value & matched.isNotNull(), _reason(
+                problems.append(F.when(present & ~by_value & matched.isNotNull(), _reason(
                     BLOCKED_IDENTITY, spec.name, F.format_string(
                         "identity value '%s' is blocked (guardrails.blocked_patterns: %s)", shown, matched))))
             limit_chars = guardrails.max_identity_length
-            checks.append(F.when(present & (F.length(value) > limit_chars), _reason(
+            problems.append(F.when(present & (F.length(value) > limit_chars), _reason(
                 IDENTITY_TOO_LONG, spec.name,
                 F.format_string(f"identity value is %d characters long; at most {limit_chars} are allowed",
                                 F.length(value)))))
+    identity_reasons: Column = _no_reasons()
+    dropped: Column = identity_reasons
+    if identity_problems:
+        per_field = {name: F.array_compact(F.array(*cols)) for name, cols in identity_problems.items()}
+        bad = {name: F.size(col) > 0 for name, col in per_field.items()}
+        valid = [(_present(strings[name]) & ~bad[name]).cast("int") for name in per_field]
+        remaining = reduce(lambda a, b: a + b, valid)
+        keep = remaining > 0
+        if primary is not None and primary.name in bad:
+            keep = keep & ~bad[primary.name]  # a profile record is stored under its primary identity
+        everything = F.flatten(F.array(*per_field.values()))
+        identity_reasons = F.when(keep, _no_reasons()).otherwise(everything)
+        dropped = F.when(keep, everything).otherwise(_no_reasons())
+        for name in per_field:
+            typed_values[name] = F.when(~bad[name], typed_values[name])
     if schema.identity_fields:
         names = [f.name for f in schema.identity_fields]
         count = reduce(lambda a, b: a + b, [_present(strings[n]).cast("int") for n in names])
@@ -250,9 +289,16 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
                                 _shown(id_value), F.col(STORED_BATCH_DATE).cast("string")))).otherwise(in_batch))
 
     # (coalesce only tells Spark the message is never null in this branch)
-    malformed = F.array(_reason(MALFORMED_RECORD, None, F.coalesce(F.col(MALFORMED), F.lit("malformed record"))))
-    reasons = F.when(F.col(MALFORMED).isNotNull(), malformed).otherwise(F.array_compact(F.array(*checks)))
-    return out.select(*parsed.columns, F.struct(*typed_values).alias(TYPED), reasons.alias(REASONS))
+    code = F.coalesce(F.col(MALFORMED_CODE), F.lit(MALFORMED_RECORD)) if MALFORMED_CODE in parsed.columns \
+        else F.lit(MALFORMED_RECORD)
+    malformed = F.array(F.struct(code.alias("code"), F.lit(None).cast("string").alias("field"),
+                                 F.coalesce(F.col(MALFORMED), F.lit("malformed record")).alias("message")))
+    record_reasons = F.concat(F.array_compact(F.array(*checks)), identity_reasons)
+    reasons = F.when(F.col(MALFORMED).isNotNull(), malformed).otherwise(record_reasons)
+    dropped = F.when(F.col(MALFORMED).isNull() & (F.size(record_reasons) == 0), dropped).otherwise(
+        _no_reasons())
+    typed = F.struct(*[column.alias(name) for name, column in typed_values.items()])
+    return out.select(*parsed.columns, typed.alias(TYPED), reasons.alias(REASONS), dropped.alias(DROPPED))
 
 
 def transform_valid(checked: DataFrame, schema: SchemaSpec, run_date: dt.date) -> DataFrame:

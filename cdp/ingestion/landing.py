@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -105,3 +109,34 @@ def download_landed_files(dataset: DatasetSpec, uris: Sequence[str], cache: Path
         local[uri] = str(target)
     return local
 
+
+
+# A killed attempt cannot clean up after itself: its copies are removed by the next attempt, and any
+# copy older than this by whichever validate runs next for the dataset.
+STALE_COPIES = dt.timedelta(hours=24)
+
+
+def _copies_root(dataset: str) -> Path:
+    return Path(os.environ.get("CDP_SCRATCH", tempfile.gettempdir())) / "cdp-landing" / dataset
+
+
+@contextlib.contextmanager
+def landed_copies(dataset: DatasetSpec, uris: Sequence[str], run_date: dt.date) -> Iterator[dict[str, str]]:
+    """Local copies of the landed files for the duration of the block (see download_landed_files).
+
+    Downloaded files hold PII: they live in ``$CDP_SCRATCH/cdp-landing/<dataset>/<run date>`` (default: the
+    system's temporary folder), removed when the block ends; a copy left by a killed attempt is removed
+    when the next attempt starts, and any older than a day by the next validate of the dataset.
+    """
+    root = _copies_root(dataset.name)
+    folder = root / run_date.isoformat()
+    shutil.rmtree(folder, ignore_errors=True)
+    if root.is_dir():
+        cutoff = dt.datetime.now(dt.UTC).timestamp() - STALE_COPIES.total_seconds()
+        for other in root.iterdir():
+            if other.stat().st_mtime < cutoff:
+                shutil.rmtree(other, ignore_errors=True)
+    try:
+        yield download_landed_files(dataset, uris, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -9,7 +9,20 @@ import re
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp.ingestion.layout import CORRUPT, LINE, MALFORMED, PERMISSIVE, RAW, STRINGS, UNCLOSED
+from cdp.ingestion.formats.text import encoding_problem
+from cdp.ingestion.layout import (
+    CORRUPT,
+    INVALID_UTF8,
+    LINE,
+    MALFORMED,
+    MALFORMED_CODE,
+    PERMISSIVE,
+    RAW,
+    STRINGS,
+    UNCLOSED,
+    string_struct,
+)
+from cdp.ingestion.reasons import BAD_HEADER
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.workspace.models import CsvOptions, SchemaSpec
 
@@ -39,16 +52,33 @@ def csv_frames(lines: DataFrame, schema: SchemaSpec, options: CsvOptions) -> lis
                                                             options))
     if not options.header:
         return [transform_csv(records, schema, options, None)]
-    header_rows = {r[SOURCE_FILE]: r["header_row"] for r in files if r["header_row"] is not None}
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    frames: list[DataFrame] = []
+    header_rows: dict[str, int] = {}
+    for row in sorted(files, key=lambda r: r[SOURCE_FILE]):
+        if row["header"] is None:
+            continue
+        names = split_csv_header(row["header"], options)
+        problem = header_problem(names, schema, options)
+        if problem is not None:
+            # Counts and schema names only: the "header" of a file landed without one is a record (PII).
+            log.warning("file %s: its header line does not match schema %s: every record of the file is "
+                        "quarantined as bad_header", row[SOURCE_FILE], schema.name)
+            frames.append(transform_bad_header(records.where(F.col(SOURCE_FILE) == row[SOURCE_FILE]), schema,
+                                               problem))
+            continue
+        unknown = [n for n in names if schema.field(n) is None]
+        if unknown:
+            log.warning("file %s: %d column(s) of its header are not fields of schema %s and are not ingested "
+                        "(csv.unknown_columns: ignore)", row[SOURCE_FILE], len(unknown), schema.name)
+        header_rows[row[SOURCE_FILE]] = row["header_row"]
+        by_header.setdefault(tuple(names), []).append(row[SOURCE_FILE])
     if header_rows:  # the header line is not a record
         first = F.create_map(*[F.lit(x) for item in sorted(header_rows.items()) for x in item])[F.col(SOURCE_FILE)]
         records = records.where(F.col(ROW_NUMBER) != first)
-    by_header: dict[tuple[str, ...], list[str]] = {}
-    for row in files:
-        if row["header"] is not None:
-            by_header.setdefault(tuple(split_csv_header(row["header"], options)), []).append(row[SOURCE_FILE])
-    return [transform_csv(records.where(F.col(SOURCE_FILE).isin(paths)), schema, options, list(header))
-            for header, paths in sorted(by_header.items())]
+    frames += [transform_csv(records.where(F.col(SOURCE_FILE).isin(paths)), schema, options, list(header))
+               for header, paths in sorted(by_header.items())]
+    return frames
 
 
 def _quote_steps(line: Column, options: CsvOptions) -> tuple[Column, Column]:
@@ -101,9 +131,10 @@ def transform_csv_records(lines: DataFrame, options: CsvOptions) -> DataFrame:
     grouped = (steps.withColumn("_first", first_row)
                .groupBy(SOURCE_FILE, "_first")
                .agg(F.sort_array(F.collect_list(F.struct(ROW_NUMBER, LINE))).alias("_lines"),
-                    F.max_by("_inside_after", ROW_NUMBER).alias(UNCLOSED)))
+                    F.max_by("_inside_after", ROW_NUMBER).alias(UNCLOSED),
+                    F.max(INVALID_UTF8).alias(INVALID_UTF8)))
     text = F.array_join(F.transform("_lines", lambda x: x[LINE]), "\n")
-    return (grouped.select(SOURCE_FILE, F.col("_first").alias(ROW_NUMBER), text.alias(LINE), UNCLOSED)
+    return (grouped.select(SOURCE_FILE, F.col("_first").alias(ROW_NUMBER), text.alias(LINE), UNCLOSED, INVALID_UTF8)
             .where(~F.col(LINE).rlike(r"^\s*$")))
 
 
@@ -118,6 +149,40 @@ def split_csv_header(line: str, options: CsvOptions) -> list[str]:
     return [n.strip() for n in names]
 
 
+def header_problem(names: list[str], schema: SchemaSpec, options: CsvOptions) -> str | None:
+    """Why a CSV header line does not match the schema (None when it does).
+
+    Every required field (and a profile schema's primary identity) must be a column, no column may
+    appear twice, and every column must be a declared field unless ``csv.unknown_columns: ignore``.
+    """
+    problems = []
+    required = [f.name for f in schema.fields if f.required or (schema.class_ == "profile" and f.identity is not None
+                                                               and f.identity.primary)]
+    missing = [name for name in required if name not in names]
+    if missing:
+        problems.append(f"required field(s) {', '.join(missing)} are not among its columns")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        problems.append(f"column(s) {', '.join(twice)} appear more than once")
+    unknown = [n for n in names if schema.field(n) is None]
+    if unknown and options.unknown_columns == "reject":
+        problems.append(f"column(s) {', '.join(unknown)} are not fields of schema {schema.name} (declare them, or "
+                        "set csv.unknown_columns: ignore in the dataset)")
+    if not problems:
+        return None
+    hint = (" If the file has no header line, set csv.header: false in the dataset."
+            if not any(schema.field(n) is not None for n in names) else "")
+    return (f"the file's header line does not match schema {schema.name}: {'; '.join(problems)}. Every record of "
+            f"the file is quarantined, its first line included; fix the file and re-run the day.{hint}")
+
+
+def transform_bad_header(lines: DataFrame, schema: SchemaSpec, message: str) -> DataFrame:
+    """Every record of a file whose header does not match (its first line included) as a ``bad_header`` record."""
+    return lines.select(
+        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), F.lit(message).alias(MALFORMED),
+        F.lit(BAD_HEADER).alias(MALFORMED_CODE),
+        F.lit(None).cast(string_struct(schema)).alias(STRINGS),
+    )
 
 
 def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, header: list[str] | None) -> DataFrame:
@@ -128,12 +193,6 @@ def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, hea
     more or fewer columns than that, or whose quoted field is never closed, is a malformed record.
     """
     columns = header if header is not None else [f.name for f in schema.fields]
-    if header is not None:
-        missing = [f.name for f in schema.fields if f.name not in header]
-        unknown = [c for c in header if schema.field(c) is None]
-        if missing or unknown:
-            log.warning("CSV header %s: declared fields missing: %s; undeclared columns ignored: %s",
-                        header, ", ".join(missing) or "none", ", ".join(unknown) or "none")
     positional = ", ".join([f"_c{i} STRING" for i in range(len(columns))] + [f"{CORRUPT} STRING"])
     parsed = F.from_csv(F.col(LINE), positional, {
         **PERMISSIVE, "sep": options.delimiter, "quote": options.quote, "escape": options.escape})
@@ -147,8 +206,10 @@ def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, hea
     def value(name: str) -> Column:
         return parsed[f"_c{columns.index(name)}"] if name in columns else F.lit(None).cast("string")
 
+    encoding, code = encoding_problem()
+    malformed = F.coalesce(encoding, malformed)
     return lines.select(
-        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), malformed.alias(MALFORMED),
+        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), malformed.alias(MALFORMED), code.alias(MALFORMED_CODE),
         F.struct(*[value(f.name).alias(f.name) for f in schema.fields]).alias(STRINGS),
     )
 

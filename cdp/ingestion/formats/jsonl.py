@@ -8,7 +8,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp.ingestion.layout import CORRUPT, LINE, MALFORMED, PERMISSIVE, RAW, STRINGS, string_struct
+from cdp.ingestion.formats.text import encoding_problem
+from cdp.ingestion.layout import CORRUPT, LINE, MALFORMED, MALFORMED_CODE, PERMISSIVE, RAW, STRINGS, string_struct
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.workspace.models import SchemaSpec
 
@@ -26,9 +27,10 @@ def transform_jsonl(lines: DataFrame, schema: SchemaSpec) -> DataFrame:
     malformed = (F.when(parsed.isNull() | parsed[CORRUPT].isNotNull(),
                         F.when(F.try_parse_json(F.col(LINE)).isNull(), F.lit("line is not valid JSON"))
                         .otherwise(F.lit("line is valid JSON but not an object"))))
+    encoding, code = encoding_problem()
     return lines.select(
-        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), malformed.alias(MALFORMED),
-        F.struct(*[parsed[f.name].alias(f.name) for f in schema.fields]).alias(STRINGS),
+        SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), F.coalesce(encoding, malformed).alias(MALFORMED),
+        code.alias(MALFORMED_CODE), F.struct(*[parsed[f.name].alias(f.name) for f in schema.fields]).alias(STRINGS),
     )
 
 

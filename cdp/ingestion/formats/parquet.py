@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp.ingestion.layout import MALFORMED, RAW, STRINGS, UnreadableFile
+from cdp.ingestion.layout import MALFORMED, MALFORMED_CODE, RAW, STRINGS, UnreadableFile
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.workspace.models import SchemaSpec
 
@@ -67,7 +67,7 @@ def transform_parquet(df: DataFrame, schema: SchemaSpec) -> DataFrame:
     raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])) if data else F.lit("{}")
     return df.select(
         SOURCE_FILE, F.col(ROW_NUMBER).cast("long").alias(ROW_NUMBER), raw.alias(RAW),
-        F.lit(None).cast("string").alias(MALFORMED),
+        F.lit(None).cast("string").alias(MALFORMED), F.lit(None).cast("string").alias(MALFORMED_CODE),
         F.struct(*[as_string(f.name).alias(f.name) for f in schema.fields]).alias(STRINGS),
     )
 
