@@ -277,22 +277,69 @@ AUDIENCE_CATALOG = TableSpec(
     ]),
 )
 
-EXPORT_LOG = TableSpec(
-    name="export_log",
-    path="export_log",
-    description="Every file a destination wrote: where, how many rows and bytes.",
+EXPORT_LEDGER = TableSpec(
+    name="export_ledger",
+    path="export_ledger",
+    description=("Every file of every run of every file destination: planned (name, rows, bytes, SHA-256) before "
+                 "the upload, delivered once the target confirmed it. A re-run re-sends only what is not "
+                 "delivered with the same SHA-256, under the same name; the last run date whose files were all "
+                 "delivered is the base of an incremental export."),
     written_by="export",
-    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
-    keys=["destination", "run_date", "audience_id"],
+    write_mode="overwrite of the (destination, run_date) slice when planning (delivered rows of the same name and "
+               "SHA-256 kept); UPDATE of status when a file is delivered",
+    keys=["destination", "run_date", "file_name"],
     partition_by=["destination"],
     schema=T.StructType([
         T.StructField("destination", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),
-        T.StructField("audience_id", T.StringType(), False),
-        T.StructField("location", T.StringType(), False),
+        T.StructField("file_name", T.StringType(), False),
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("audience_id", T.StringType(), True),
         T.StructField("rows", T.LongType(), False),
         T.StructField("bytes", T.LongType(), False),
+        T.StructField("sha256", T.StringType(), False),
+        T.StructField("location", T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("base_run_date", T.DateType(), True),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), True),
+        T.StructField("planned_at", T.TimestampType(), False),
+        T.StructField("delivered_at", T.TimestampType(), True),
     ]),
+    columns=("kind: data or manifest; mode: full, incremental or resync (a full export asked for); base_run_date: "
+             "the day an incremental export is the difference from; status: planned or delivered; location: "
+             "where the file is, without credentials"),
+)
+
+DESTINATION_METRICS = TableSpec(
+    name="destination_metrics",
+    path="destination_metrics",
+    description=("Per run date and destination: what it received (members of its audiences, or the changes of an "
+                 "incremental export), activated, excluded by reason and failed; files, rows and bytes delivered. "
+                 "received = activated + excluded + failed."),
+    written_by="export",
+    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
+    keys=["destination", "run_date"],
+    partition_by=["destination"],
+    schema=T.StructType([
+        T.StructField("destination", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("run_id", T.StringType(), True),
+        T.StructField("type", T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("base_run_date", T.DateType(), True),
+        T.StructField("received", T.LongType(), False),
+        T.StructField("activated", T.LongType(), False),
+        T.StructField("excluded", T.MapType(T.StringType(), T.LongType(), False), False),
+        T.StructField("failed", T.LongType(), False),
+        T.StructField("files", T.LongType(), False),
+        T.StructField("rows", T.LongType(), False),
+        T.StructField("bytes", T.LongType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("error", T.StringType(), True),
+    ]),
+    columns=("excluded: reason -> count (no_identity, missing_mandatory, deduplicated); failed: rows of files "
+             "that could not be delivered; status: delivered, failed; error: the delivery error, without secrets"),
 )
 
 RUN_METRICS = TableSpec(
@@ -353,7 +400,8 @@ STEP_RUNS = TableSpec(
 )
 
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
-              IDENTITY_LINKS, IDENTITY_RUNS, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LOG,
+              IDENTITY_LINKS, IDENTITY_RUNS, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LEDGER,
+              DESTINATION_METRICS,
               RUN_METRICS, QUALITY_RESULTS, STEP_RUNS]
 
 

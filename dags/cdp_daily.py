@@ -31,6 +31,11 @@ re-runs past days, and every task replaces exactly its day's slice, so re-runnin
 | 8 | `export` (one per destination) | files for each destination |
 | 9 | `report` | a summary of the run in the task log |
 
+Deterministic failures (a workspace error, a rejected batch, a failed quality gate, a step whose
+inputs are half-written) fail their task at once; other failures are retried (`CDP_TASK_RETRIES`).
+Every Spark step records itself in `step_runs` (started, then committed) and refuses to start
+unless the steps it reads from committed the run date.
+
 Identity resolution recomputes only the graph components touched since the previous run; trigger
 with the param `full_identity_rebuild` to recompute every component (the result is the same).
 
@@ -56,6 +61,13 @@ with DAG(
     default_args=default_args,
     tags=["cdp", "daily", "activation"],
     params={
+        "full_resync": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Destinations whose export sends every current member of their audiences this run, "
+            "whatever was delivered before (an incremental destination starts over; recorded as mode resync).",
+        ),
         "full_identity_rebuild": Param(
             False,
             type="boolean",
@@ -100,9 +112,14 @@ with DAG(
     profiles = CdpSparkJobOperator(task_id="build_profiles", job="build_profiles")
     audiences = CdpSparkJobOperator(task_id="evaluate_audiences", job="evaluate_audiences")
     export = CdpSparkJobOperator.partial(
-        task_id="export", job="export", map_index_template="{{ task.destination }}"
+        task_id="export",
+        job="export",
+        map_index_template="{{ task.destination }}",
+        full_resync="{{ params.full_resync | join(',') }}",
     ).expand(destination=list_destinations())
-    report = CdpSparkJobOperator(task_id="report", job="report")
+    # The report runs whatever happened to the exports: one destination down fails its own task only, and
+    # the report still says what every other destination received.
+    report = CdpSparkJobOperator(task_id="report", job="report", trigger_rule="all_done")
 
     (
         validate

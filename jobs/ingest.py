@@ -92,7 +92,8 @@ def remerge_keys(spark: SparkSession, path: str, decided: DataFrame, key: str) -
     (DeltaTable.forPath(spark, path).alias("t")
      .merge(decided.alias("s"), f"t.`{key}` = s.`{key}`")
      .whenMatchedDelete(condition="s._gone")
-     .whenMatchedUpdate(set=values)
+     # Only rows that differ are rewritten: re-running an unchanged day changes nothing.
+     .whenMatchedUpdate(condition="NOT (" + " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in columns) + ")", set=values)
      .whenNotMatchedInsert(condition="NOT s._gone", values=values)
      .execute())
 

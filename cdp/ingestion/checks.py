@@ -163,6 +163,7 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
     # Per identity field, the reasons its value cannot be linked: such a value is dropped from the record
     # (stored null, counted), and the record is quarantined for it only when no valid identity remains.
     identity_problems: dict[str, list[Column]] = {}
+    identity_index: set[int] = set()
     for spec in schema.fields:
         value = strings[spec.name]
         present = _present(value)
@@ -209,6 +210,7 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
                     shown))))
         if spec.identity is not None:
             problems = identity_problems.setdefault(spec.name, [])
+            start = len(checks)
             namespace = namespaces.get(spec.identity.namespace)
             if namespace is not None and namespace.pattern is not None:
                 normalized = normalize(namespace.type, value, namespace.default_region)
@@ -233,8 +235,10 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
                 IDENTITY_TOO_LONG, spec.name,
                 F.format_string(f"identity value is %d characters long; at most {limit_chars} are allowed",
                                 F.length(value)))))
-    identity_reasons: Column = _no_reasons()
-    dropped: Column = identity_reasons
+            # Kept in field order among the record's reasons; marked, since they drop a value, not the record.
+            identity_index.update(range(start, start + len(problems)))
+            checks.extend(problems)
+    keep: Column = F.lit(True)
     if identity_problems:
         per_field = {name: F.array_compact(F.array(*cols)) for name, cols in identity_problems.items()}
         bad = {name: F.size(col) > 0 for name, col in per_field.items()}
@@ -243,9 +247,6 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
         keep = remaining > 0
         if primary is not None and primary.name in bad:
             keep = keep & ~bad[primary.name]  # a profile record is stored under its primary identity
-        everything = F.flatten(F.array(*per_field.values()))
-        identity_reasons = F.when(keep, _no_reasons()).otherwise(everything)
-        dropped = F.when(keep, everything).otherwise(_no_reasons())
         for name in per_field:
             typed_values[name] = F.when(~bad[name], typed_values[name])
     if schema.identity_fields:
@@ -293,10 +294,16 @@ def transform_check(parsed: DataFrame, schema: SchemaSpec, guardrails: Guardrail
         else F.lit(MALFORMED_RECORD)
     malformed = F.array(F.struct(code.alias("code"), F.lit(None).cast("string").alias("field"),
                                  F.coalesce(F.col(MALFORMED), F.lit("malformed record")).alias("message")))
-    record_reasons = F.concat(F.array_compact(F.array(*checks)), identity_reasons)
-    reasons = F.when(F.col(MALFORMED).isNotNull(), malformed).otherwise(record_reasons)
-    dropped = F.when(F.col(MALFORMED).isNull() & (F.size(record_reasons) == 0), dropped).otherwise(
-        _no_reasons())
+    other_reasons = F.array_compact(F.array(*[c for i, c in enumerate(checks) if i not in identity_index]))
+    identity_reasons = (F.array_compact(F.array(*[checks[i] for i in sorted(identity_index)])) if identity_index
+                        else _no_reasons())
+    # A record kept for its remaining identities loses only the bad values; a record quarantined anyway
+    # (another reason, or no valid identity left) gets every reason that applies, in field order.
+    kept = F.col(MALFORMED).isNull() & keep & (F.size(other_reasons) == 0)
+    reasons = (F.when(F.col(MALFORMED).isNotNull(), malformed)
+               .when(kept, other_reasons)
+               .otherwise(F.array_compact(F.array(*checks))))
+    dropped = F.when(kept, identity_reasons).otherwise(_no_reasons())
     typed = F.struct(*[column.alias(name) for name, column in typed_values.items()])
     return out.select(*parsed.columns, typed.alias(TYPED), reasons.alias(REASONS), dropped.alias(DROPPED))
 

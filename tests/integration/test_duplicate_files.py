@@ -88,9 +88,9 @@ def test_relanded_file_is_quarantined_once_as_a_whole(spark: SparkSession, examp
         (DAY5, "new_copy.jsonl", None, None, [("duplicate_file", dup_copy)]),
     ]
     assert ledger(spark, lake) == [
-        (DAY4, "hits.jsonl", 2, 2, 0, "ok", sha(first)),
+        (DAY4, "hits.jsonl", 2, 2, 0, "ingested", sha(first)),
         (DAY5, "hits_resent.jsonl", 1, 0, 1, "duplicate", sha(first)),
-        (DAY5, "new.jsonl", 1, 1, 0, "ok", sha(other)),
+        (DAY5, "new.jsonl", 1, 1, 0, "ingested", sha(other)),
         (DAY5, "new_copy.jsonl", 1, 0, 1, "duplicate", sha(other)),
     ]
     assert events(spark, lake) == [("w1", DAY4, "hits.jsonl"), ("w2", DAY4, "hits.jsonl"),
@@ -119,5 +119,6 @@ def test_late_file_is_picked_up_by_a_backfill(spark: SparkSession, example: Work
     assert events(spark, lake) == [("w1", DAY4, "hits.jsonl"), ("w2", DAY5, "hits.jsonl"),
                                    ("w3", DAY4, "late.jsonl")]
     assert [row[:6] for row in ledger(spark, lake)] == [
-        (DAY4, "hits.jsonl", 1, 1, 0, "ok"), (DAY4, "late.jsonl", 1, 1, 0, "ok"), (DAY5, "hits.jsonl", 1, 1, 0, "ok")]
+        (DAY4, "hits.jsonl", 1, 1, 0, "ingested"), (DAY4, "late.jsonl", 1, 1, 0, "ingested"),
+        (DAY5, "hits.jsonl", 1, 1, 0, "ingested")]
     assert quarantine(spark, lake) == []

@@ -132,7 +132,7 @@ def test_validate_and_ingest_from_s3(spark: SparkSession, s3_env: str, repo_root
     ledger = spark.read.format("delta").load(lk.path(BATCH_LEDGER))
     got = sorted(tuple(r) for r in ledger.select("dataset", "source_file", "rows_read", "rows_valid",
                                                  "rows_quarantined", "status").collect())
-    assert got == [("crm_profiles", crm_uri, 2, 1, 1, "ok"), ("web_events", web_uri, 2, 1, 1, "ok")]
+    assert got == [("crm_profiles", crm_uri, 2, 1, 1, "ingested"), ("web_events", web_uri, 2, 1, 1, "ingested")]
     # rows read = ingested + quarantined
     assert all(r[2] == r[3] + r[4] for r in got)
     assert ledger.where(F.col("run_id") != "s3-run").count() == 0

@@ -13,6 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from cdp import job
 from cdp.errors import BatchRejectedError
 from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, RUN_METRICS, STAGING, Lake
 from cdp.run_context import RunContext
@@ -172,19 +173,22 @@ def test_validate_then_ingest_every_format(spark: SparkSession, example: Workspa
                                   '"joined_on":"2021-06-01","updated_at":"2024-01-05T06:00:00.000Z"}')
 
     # The ledger reconciles: per file, read = valid + quarantined, and it matches the quarantine table.
-    assert ledger(spark, lk, "crm_profiles") == [("crm_export.csv", 6, 2, 4, "ok", "test-2024-01-05")]
-    assert ledger(spark, lk, "web_events") == [("hits.jsonl", 6, 2, 4, "ok", "test-2024-01-05")]
+    assert ledger(spark, lk, "crm_profiles") == [("crm_export.csv", 6, 2, 4, "staged", "test-2024-01-05")]
+    assert ledger(spark, lk, "web_events") == [("hits.jsonl", 6, 2, 4, "staged", "test-2024-01-05")]
     assert ledger(spark, lk, "loyalty_members") == [
-        ("members.parquet", 3, 2, 1, "ok", "test-2024-01-05"),
+        ("members.parquet", 3, 2, 1, "staged", "test-2024-01-05"),
         ("members_broken.parquet", 1, 0, 1, "unreadable", "test-2024-01-05"),
     ]
 
     assert ingest.run(spark, ws, ctx, "crm_profiles") == {
-        "rows_staged": 2, "rows_inserted": 2, "rows_updated": 0, "rows_total": 2}
+        "rows_staged": 2, "rows_inserted": 2, "rows_updated": 0,
+"rows_deleted": 0, "rows_total": 2, "files_ingested": 1}
     assert ingest.run(spark, ws, ctx, "web_events") == {
-        "rows_staged": 2, "rows_inserted": 2, "rows_updated": 0, "rows_total": 2}
+        "rows_staged": 2, "rows_inserted": 2, "rows_updated": 0,
+"rows_deleted": 0, "rows_total": 2, "files_ingested": 1}
     assert ingest.run(spark, ws, ctx, "loyalty_members") == {
-        "rows_staged": 2, "rows_inserted": 2, "rows_updated": 0, "rows_total": 2}
+        "rows_staged": 2, "rows_inserted": 2, "rows_updated": 0,
+"rows_deleted": 0, "rows_total": 2, "files_ingested": 1}
 
     assert rows(spark, lk.path(DATASET, "crm_profiles"), [*CRM_COLUMNS, "_source_file", "_row_number",
                                                           "_batch_date", "_record_ts"]) == [
@@ -248,17 +252,23 @@ def test_rerun_and_backfill_give_the_date_ordered_result(spark: SparkSession, ex
     crm_cols = ["crm_id", "city", "updated_at", "_batch_date"]
     web_cols = ["event_id", "event_type", "timestamp", "_batch_date"]
 
-    assert both(day5) == [{"rows_staged": 2, "rows_inserted": 2, "rows_updated": 0, "rows_total": 2},
-                          {"rows_staged": 2, "rows_inserted": 2, "rows_updated": 0, "rows_total": 2}]
+    assert both(day5) == [{"rows_staged": 2, "rows_inserted": 2, "rows_updated": 0,
+                           "rows_deleted": 0, "rows_total": 2, "files_ingested": 1},
+                          {"rows_staged": 2, "rows_inserted": 2, "rows_updated": 0,
+                           "rows_deleted": 0, "rows_total": 2, "files_ingested": 1}]
     first = (rows(spark, crm_path, ["*"]), rows(spark, web_path, ["*"]))
-    # Same day again: profiles are rewritten with themselves, events untouched; content identical.
-    assert both(day5) == [{"rows_staged": 2, "rows_inserted": 0, "rows_updated": 2, "rows_total": 2},
-                          {"rows_staged": 2, "rows_inserted": 0, "rows_updated": 0, "rows_total": 2}]
+    # Same day again: the day's keys are re-decided from the staging history, nothing differs, nothing changes.
+    assert both(day5) == [{"rows_staged": 2, "rows_inserted": 0, "rows_updated": 0,
+                           "rows_deleted": 0, "rows_total": 2, "files_ingested": 1},
+                          {"rows_staged": 2, "rows_inserted": 0, "rows_updated": 0,
+                           "rows_deleted": 0, "rows_total": 2, "files_ingested": 1}]
     assert (rows(spark, crm_path, ["*"]), rows(spark, web_path, ["*"])) == first
 
     # Backfill of an earlier day, processed last.
-    assert both(day4) == [{"rows_staged": 3, "rows_inserted": 1, "rows_updated": 1, "rows_total": 3},
-                          {"rows_staged": 1, "rows_inserted": 0, "rows_updated": 1, "rows_total": 2}]
+    assert both(day4) == [{"rows_staged": 3, "rows_inserted": 1, "rows_updated": 1,
+                           "rows_deleted": 0, "rows_total": 3, "files_ingested": 1},
+                          {"rows_staged": 1, "rows_inserted": 0, "rows_updated": 1,
+                           "rows_deleted": 0, "rows_total": 2, "files_ingested": 1}]
     # What loading days 4 and 5 in order gives: the newest record per customer, the first sighting per event.
     assert rows(spark, crm_path, crm_cols) == [
         ("C1", "Paris", ts("2024-01-05T08:00:00"), day5),
@@ -299,14 +309,14 @@ def test_rejected_batch_keeps_quarantine_and_stages_nothing(spark: SparkSession,
         ("validate", "web_events", "rows_read", 10), ("validate", "web_events", "rows_valid", 7),
     ]
     assert ingest.run(spark, example, ctx, "web_events") == {
-        "rows_staged": 0, "rows_inserted": 0, "rows_updated": 0, "rows_total": 0}
+        "rows_staged": 0, "rows_inserted": 0, "rows_updated": 0,
+"rows_deleted": 0, "rows_total": 0, "files_ingested": 0}
 
 
 def test_main_with_nothing_landed_records_zero_metrics(spark: SparkSession, lake: str, tmp_path: Path,
                                                        repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The jobs get the test session instead of building one (getOrCreate would reconfigure it).
-    monkeypatch.setattr(validate, "get_session", lambda app_name: spark)
-    monkeypatch.setattr(ingest, "get_session", lambda app_name: spark)
+    monkeypatch.setattr(job, "get_session", lambda app_name: spark)
     args = ["--run-date", "2024-01-05", "--run-id", "manual-1", "--dataset", "email_events",
             "--workspace", str(repo_root / "examples" / "retail"), "--lake", lake,
             "--landing", str(tmp_path / "landing"), "--exports", str(tmp_path / "exports")]
@@ -315,7 +325,7 @@ def test_main_with_nothing_landed_records_zero_metrics(spark: SparkSession, lake
     lk = Lake(lake)
     assert rows(spark, lk.path(RUN_METRICS), ["run_date", "step", "scope", "metric", "value"]) == [
         (DAY, "ingest", "email_events", metric, 0)
-        for metric in ("rows_inserted", "rows_staged", "rows_total", "rows_updated")
+        for metric in ("files_ingested", "rows_deleted", "rows_inserted", "rows_staged", "rows_total", "rows_updated")
     ] + [
         (DAY, "validate", "email_events", metric, 0) for metric in ("files", "rows_quarantined", "rows_read",
                                                                       "rows_valid")
@@ -354,8 +364,8 @@ def test_event_ids_already_stored_by_an_earlier_day_are_quarantined(spark: Spark
              ("bad_identity_format", "ecid",
               "identity value '123' does not match the pattern of namespace ecid (^[0-9]{38}$)")]),
     ]
-    assert ledger(spark, lk, "web_events") == [("hits.jsonl", 2, 2, 0, "ok", "test-2024-01-04"),
-                                               ("hits.jsonl", 3, 1, 2, "ok", "test-2024-01-05")]
+    assert ledger(spark, lk, "web_events") == [("hits.jsonl", 2, 2, 0, "ingested", "test-2024-01-04"),
+                                               ("hits.jsonl", 3, 1, 2, "ingested", "test-2024-01-05")]
     assert [r["source_file"] for r in q.collect()] == [day5_file, day5_file]
     assert rows(spark, lk.path(DATASET, "web_events"), ["event_id", "event_type", "_batch_date"]) == [
         ("w1", "page_view", day4), ("w2", "page_view", day4), ("w3", "page_view", day5)]

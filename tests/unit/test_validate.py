@@ -17,7 +17,7 @@ from cdp.ingestion.formats.jsonl import transform_jsonl
 from cdp.ingestion.formats.parquet import read_parquet_file
 from cdp.ingestion.formats.text import read_text_lines, transform_number_lines
 from cdp.ingestion.landing import list_landed_files
-from cdp.ingestion.layout import LINE, RAW, REASONS, UnreadableFile
+from cdp.ingestion.layout import DROPPED, LINE, RAW, REASONS, UnreadableFile
 from cdp.ingestion.records import read_records
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.settings import Settings
@@ -71,7 +71,8 @@ def check_jsonl(spark: SparkSession, lines: list[str], schema: SchemaSpec = MEMB
     """The reasons of each line, in line order."""
     checked = transform_check(transform_jsonl(lines_df(spark, lines), schema), schema, guardrails or Guardrails())
     rows = checked.orderBy(SOURCE_FILE, ROW_NUMBER).collect()
-    return [[(r["code"], r["field"], r["message"]) for r in row[REASONS]] for row in rows]
+    return [[(r["code"], r["field"], r["message"]) for r in row[REASONS]]
+            + [(f"dropped:{r['code']}", r["field"], r["message"]) for r in row[DROPPED]] for row in rows]
 
 
 def one(spark: SparkSession, extra: str, guardrails: Guardrails | None = None) -> Reasons:
@@ -159,8 +160,9 @@ def test_blocked_identity(spark: SparkSession) -> None:
 
 
 def test_identity_too_long(spark: SparkSession) -> None:
+    # The member id still identifies the record: the phone is dropped from it, the record is kept.
     assert one(spark, '"phone": "+331234567890"', guardrails=Guardrails(max_identity_length=10)) == [
-        ("identity_too_long", "phone", "identity value is 13 characters long; at most 10 are allowed")]
+        ("dropped:identity_too_long", "phone", "identity value is 13 characters long; at most 10 are allowed")]
 
 
 def test_every_reason_of_a_row_is_kept_in_field_order(spark: SparkSession) -> None:
@@ -231,8 +233,13 @@ def test_bom_crlf_invalid_utf8_and_blank_lines(spark: SparkSession, tmp_path: Pa
     ]
     checked = transform_check(transform_jsonl(lines, MEMBER), MEMBER, Guardrails())
     valid = transform_valid(checked, MEMBER, dt.date(2024, 1, 5))
-    assert [(r["member_id"], r[ROW_NUMBER]) for r in valid.orderBy(ROW_NUMBER).collect()] == [
-        ("M1", 1), ("M\ufffd", 4), ("M3", 5)]
+    # The line with a byte that is not UTF-8 is quarantined, never ingested with U+FFFD in its place.
+    assert [(r["member_id"], r[ROW_NUMBER]) for r in valid.orderBy(ROW_NUMBER).collect()] == [("M1", 1), ("M3", 5)]
+    quarantined = checked.where("size(_reasons) > 0").collect()
+    assert [(r[ROW_NUMBER], [(x["code"], x["message"]) for x in r[REASONS]]) for r in quarantined] == [
+        (4, [("invalid_encoding", "record holds bytes that are not valid UTF-8 (the first shows as U+FFFD at "
+                                  "character 17 of raw); values are never ingested changed: re-export the file as "
+                                  "UTF-8 and re-run the day")])]
 
 
 def test_line_numbers_hold_when_files_are_split(spark: SparkSession, tmp_path: Path) -> None:
@@ -253,7 +260,8 @@ def test_line_numbers_hold_when_files_are_split(spark: SparkSession, tmp_path: P
 
 
 def test_csv_column_counts_and_header_mapping(spark: SparkSession, tmp_path: Path) -> None:
-    # Columns in another order than declared; an undeclared column; a BOM and CRLF line ends.
+    # Columns in another order than declared; an undeclared column (ignored on request: refused by default,
+    # see tests/integration/test_ingestion_rerun.py); a BOM and CRLF line ends.
     path = tmp_path / "members.csv"
     path.write_bytes(b"\xef\xbb\xbfupdated_at,member_id,note,tier\r\n"
                      b"2024-01-05,M1,hi,gold\r\n"
@@ -262,7 +270,7 @@ def test_csv_column_counts_and_header_mapping(spark: SparkSession, tmp_path: Pat
                      b'2024-01-05,"M4, Jr",,\r\n'
                      b"2024-01-05,M5,,diamond\r\n")
     dataset = DatasetSpec.model_validate({"name": "members", "schema": "member", "format": "csv",
-                                          "source": {"path": "members/{date}"}})
+                                          "source": {"path": "members/{date}"}, "csv": {"unknown_columns": "ignore"}})
     parsed, unreadable = read_records(spark, dataset, MEMBER, [str(path)])
     assert unreadable == []
     checked = transform_check(parsed, MEMBER, Guardrails())
@@ -390,7 +398,8 @@ TWO_IDS = SchemaSpec.model_validate({
 def check_hits(spark: SparkSession, lines: list[str], guardrails: Guardrails | None = None) -> list[Reasons]:
     checked = transform_check(transform_jsonl(lines_df(spark, lines), TWO_IDS), TWO_IDS,
                                 guardrails or Guardrails(), {"ecid": ECID, "email": EMAIL_NS})
-    return [[tuple(x) for x in r[REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()]
+    return [[tuple(x) for x in r[REASONS]] + [(f"dropped:{x['code']}", x["field"], x["message"]) for x in r[DROPPED]]
+            for r in checked.orderBy(ROW_NUMBER).collect()]
 
 
 def hit(n: int, ecid: str | None, email: str | None = None) -> str:
@@ -408,7 +417,7 @@ def test_identity_must_match_its_namespace_pattern_after_normalisation(spark: Sp
         hit(3, "1" * 37),
         hit(4, "1" * 36 + "ab"),
         hit(5, good, " Ann@Example.com"),  # lower-cased by normalisation
-        hit(6, good, "ann@other.org"),
+        hit(6, good, "ann@other.org"),  # the cookie identifies the hit: the e-mail is dropped
     ]) == [
         [], [],
         [("bad_identity_format", "ecid",
@@ -416,7 +425,7 @@ def test_identity_must_match_its_namespace_pattern_after_normalisation(spark: Sp
         [("bad_identity_format", "ecid",
           f"identity value '{'1' * 36}ab' does not match the pattern of namespace ecid (^[0-9]{{38}}$)")],
         [],
-        [("bad_identity_format", "email",
+        [("dropped:bad_identity_format", "email",
           "identity value 'ann@other.org' does not match the pattern of namespace email ([a-z0-9.]+@example[.]com)")],
     ]
 
@@ -427,12 +436,14 @@ def test_blocked_patterns(spark: SparkSession) -> None:
     assert check_hits(spark, [hit(1, zeros), hit(2, "1" * 38, "TEST@example.com"), hit(3, "1" * 38, "null")],
                       guardrails) == [
         [("blocked_identity", "ecid", f"identity value '{zeros}' is blocked (guardrails.blocked_patterns: 0+)")],
-        [("blocked_identity", "email",
+        # The cookie identifies hits 2 and 3: their blocked e-mails are dropped, the hits kept.
+        [("dropped:blocked_identity", "email",
           "identity value 'TEST@example.com' is blocked (guardrails.blocked_patterns: (?i)test.*)")],
         # A blocked value is reported once, by the list of values.
-        [("bad_identity_format", "email",
+        [("dropped:bad_identity_format", "email",
           "identity value 'null' does not match the pattern of namespace email ([a-z0-9.]+@example[.]com)"),
-         ("blocked_identity", "email", "identity value 'null' is blocked (guardrails.blocked_identity_values)")],
+         ("dropped:blocked_identity", "email",
+          "identity value 'null' is blocked (guardrails.blocked_identity_values)")],
     ]
 
 

@@ -206,7 +206,7 @@ def transform_csv(lines: DataFrame, schema: SchemaSpec, options: CsvOptions, hea
     def value(name: str) -> Column:
         return parsed[f"_c{columns.index(name)}"] if name in columns else F.lit(None).cast("string")
 
-    encoding, code = encoding_problem()
+    encoding, code = encoding_problem(lines.columns)
     malformed = F.coalesce(encoding, malformed)
     return lines.select(
         SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), malformed.alias(MALFORMED), code.alias(MALFORMED_CODE),

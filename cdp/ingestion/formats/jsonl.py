@@ -27,7 +27,7 @@ def transform_jsonl(lines: DataFrame, schema: SchemaSpec) -> DataFrame:
     malformed = (F.when(parsed.isNull() | parsed[CORRUPT].isNotNull(),
                         F.when(F.try_parse_json(F.col(LINE)).isNull(), F.lit("line is not valid JSON"))
                         .otherwise(F.lit("line is valid JSON but not an object"))))
-    encoding, code = encoding_problem()
+    encoding, code = encoding_problem(lines.columns)
     return lines.select(
         SOURCE_FILE, ROW_NUMBER, F.col(LINE).alias(RAW), F.coalesce(encoding, malformed).alias(MALFORMED),
         code.alias(MALFORMED_CODE), F.struct(*[parsed[f.name].alias(f.name) for f in schema.fields]).alias(STRINGS),

@@ -63,8 +63,11 @@ def transform_number_lines(df: DataFrame, keep_blank: bool = False) -> DataFrame
 
 
 
-def encoding_problem() -> tuple[Column, Column]:
-    """(message, code) of a line or record flagged ``_invalid_utf8``; nulls for the others."""
+def encoding_problem(columns: Sequence[str]) -> tuple[Column, Column]:
+    """(message, code) of a line or record flagged ``_invalid_utf8``; nulls for the others (and for frames of
+    ``columns`` without the flag, such as lines built in memory)."""
+    if INVALID_UTF8 not in columns:
+        return F.lit(None).cast("string"), F.lit(None).cast("string")
     flagged = F.coalesce(F.col(INVALID_UTF8), F.lit(False))
     message = F.when(flagged, F.format_string(
         "record holds bytes that are not valid UTF-8 (the first shows as U+FFFD at character %d of raw); "

@@ -29,10 +29,12 @@ class CdpSparkJobOperator(SparkSubmitOperator):
     :param dataset: passed as ``--dataset`` (per-dataset jobs; may be mapped).
     :param destination: passed as ``--destination`` (export; may be mapped).
     :param extra_args: further job arguments (e.g. ``["--stage", "ingest"]``).
+    :param full_resync: comma-separated destination names whose export sends every current member
+        (``--full-resync``), whatever was delivered before.
     """
 
     template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "run_date", "dataset", "destination",
-                                      "extra_args")
+                                      "extra_args", "full_resync")
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         destination: str | None = None,
         extra_args: list[str] | None = None,
         run_date: str = "{{ data_interval_start | ds }}",
+        full_resync: str = "",
         conn_id: str = "spark_default",
         **kwargs: Any,
     ) -> None:
@@ -52,6 +55,8 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         self.destination = destination
         self.extra_args = list(extra_args or [])
         self.run_date = run_date
+        # Comma-separated destinations to resync in full (rendered from the DAG's Param).
+        self.full_resync = full_resync
 
     def job_arguments(self, run_id: str) -> list[str]:
         """The command-line arguments of the job (settings are read from the worker's environment)."""
@@ -60,10 +65,31 @@ class CdpSparkJobOperator(SparkSubmitOperator):
             args += ["--dataset", self.dataset]
         if self.destination:
             args += ["--destination", self.destination]
+            if self.destination in {d.strip() for d in (self.full_resync or "").split(",")}:
+                args.append("--full-resync")
         return args + self.extra_args
+
+    def connection_env(self) -> dict[str, str]:
+        """The ``AIRFLOW_CONN_*`` variables of the Airflow connections the job needs (an export's destination).
+
+        Resolved here, in the Airflow task (which can read connections from the metadata database or a
+        secrets backend), and handed to spark-submit's environment: never its command line. In yarn or
+        kubernetes cluster deploy modes the provider turns env_vars into --conf settings, so there give the
+        driver a secrets backend of its own instead.
+        """
+        if not self.destination:
+            return {}
+        from cdp.storage.connections import connection_env
+
+        from cdp_provider.workspace import checked_workspace
+
+        dest = checked_workspace().destinations.get(self.destination)
+        connection = getattr(dest, "connection", None)
+        return connection_env([connection]) if connection else {}
 
     def execute(self, context: Any) -> None:
         self.application_args = self.job_arguments(str(context["run_id"]))
+        self.env_vars = {**(self.env_vars or {}), **self.connection_env()}
         self.jars = ",".join(delta_jars())
         self.conf = {**submit_conf(), **(self.conf or {})}
         self._driver_memory = self._driver_memory or os.environ.get("CDP_DRIVER_MEMORY", "2g")

@@ -1,0 +1,230 @@
+"""Step export: deliver one file destination's audiences for the run date, exactly once.
+
+1. Rows (:mod:`cdp.destinations.rows`): the members of the mapped audiences joined to the run date's
+   profiles and mapped; for ``export: incremental``, only what changed since the last run date whose
+   files were all delivered (the first export, or a requested full resync, is full); exclusions
+   counted by reason.
+2. Files (:mod:`cdp.destinations.render`): one file per audience (or one combined file) in the
+   destination's format, split every ``split_rows`` rows, rendered deterministically into the run's
+   staging folder of the lake; an optional manifest.
+3. Delivery (:mod:`cdp.destinations.ledger`, :mod:`cdp.storage`): every file is planned in the export
+   ledger, then put to the target (atomically for readers: see each transport), then marked delivered;
+   a file already delivered with the same SHA-256 is not sent again; the manifest goes last. Leftovers
+   of a killed attempt are removed first.
+4. Metrics: ``destination_metrics`` (received = activated + excluded + failed) and ``run_metrics``.
+
+A destination that stays down fails its own task after the transport's retries; the next run
+delivers what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp.delta_io import read_run_date_slice
+from cdp.destinations import ledger
+from cdp.destinations.render import RenderedFile, render_file, render_manifest
+from cdp.destinations.rows import (
+    AUDIENCE,
+    QUALIFIED,
+    REASON,
+    STATUS,
+    MappingContext,
+    evaluation_stamp,
+    exclusion_counts,
+    qualified_column,
+    status_column,
+    transform_changes,
+    transform_exclusions,
+    transform_protect_formulas,
+    transform_units,
+    value_column,
+)
+from cdp.errors import CdpError, DestinationError
+from cdp.job import StepKey, run_job
+from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES
+from cdp.run_context import RunContext, job_parser
+from cdp.storage.base import Transport
+from cdp.storage.factory import open_transport
+from cdp.workspace.file_names import render_file_name
+from cdp.workspace.loader import Workspace
+from cdp.workspace.models import FileDestination
+
+log = logging.getLogger(__name__)
+
+STEP = "export"
+STATUS_HEADERS = ("membership_status", "last_qualification_time")
+
+
+class ExportError(CdpError):
+    """A destination cannot be exported as configured (unknown name, ...)."""
+
+
+def headers_and_columns(dest: FileDestination) -> tuple[list[str], list[str]]:
+    """The file's headers and the internal columns they come from, in order."""
+    headers = [m.header for m in dest.mapping]
+    columns = [value_column(i) for i in range(len(dest.mapping))]
+    if dest.layout == "per_audience":
+        if dest.include_membership_status:
+            headers += list(STATUS_HEADERS)
+            columns += [STATUS, QUALIFIED]
+    else:
+        for audience_id in dest.audiences:
+            headers.append(f"{audience_id}_status")
+            columns.append(status_column(audience_id))
+            if dest.include_membership_status:
+                headers.append(f"{audience_id}_last_qualification_time")
+                columns.append(qualified_column(audience_id))
+    return headers, columns
+
+
+def folder_of(dest: FileDestination, run_date: dt.date) -> str:
+    """The destination's folder (or key prefix) for the run date: ``{date}`` and ``{destination}`` filled."""
+    return dest.path.replace("{date}", run_date.isoformat()).replace("{destination}", dest.name)
+
+
+def open_destination(dest: FileDestination, ctx: RunContext) -> Transport:
+    """The transport of a destination, its credentials from the Airflow connection it names."""
+    return open_transport(dest.type_name, dest.connection, bucket=getattr(dest, "bucket", None),
+                          container=getattr(dest, "container", None), path=folder_of(dest, ctx.run_date),
+                          root=ctx.settings.exports, sse=getattr(dest, "sse", None),
+                          kms_key_id=getattr(dest, "kms_key_id", None))
+
+
+def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination,
+                 full_resync: bool) -> tuple[DataFrame, str, dt.date | None]:
+    """The units of this run with their exclusion reason, the export mode, and the base day of an incremental one."""
+    mapping = MappingContext(ws.profile_attributes(), ws.namespaces, text_only=dest.format == "csv")
+
+    def units_of(day: dt.date) -> DataFrame:
+        members = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, day, absent_as_empty=True)
+        profiles = read_run_date_slice(spark, ctx.lake, PROFILES, day)
+        return transform_units(members, profiles, dest, mapping)
+
+    today = units_of(ctx.run_date)
+    base = None if dest.export == "full" or full_resync else ledger.base_run_date(spark, ctx.lake, dest.name,
+                                                                                  ctx.run_date)
+    if base is None:
+        mode = "resync" if full_resync else "full"
+        units = today
+    else:
+        mode = "incremental"
+        exits = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, ctx.run_date, absent_as_empty=True).where(
+            F.col("status") == "exited")
+        units = transform_changes(today, units_of(base), exits, dest)
+    return transform_exclusions(units, dest, mapping), mode, base
+
+
+def render(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame,
+           folder: str) -> list[RenderedFile]:
+    """Every data file of the run, in the destination's audience order."""
+    headers, columns = headers_and_columns(dest)
+    if dest.format == "csv" and dest.csv.formula_protection:
+        exported = transform_protect_formulas(exported, [value_column(i) for i in range(len(dest.mapping))])
+    stamp = evaluation_stamp(ctx.run_date)
+    files: list[RenderedFile] = []
+    if dest.layout == "per_audience":
+        for audience_id in dest.audiences:
+            name = render_file_name(dest, audience_id, ws.audiences[audience_id].name, stamp)
+            files += render_file(exported.where(F.col(AUDIENCE) == audience_id), columns, headers, dest, name,
+                                 folder, audience_id)
+    else:
+        name = render_file_name(dest, "combined", dest.name, stamp)
+        files += render_file(exported, columns, headers, dest, name, folder, None)
+    return files
+
+
+def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile], mode: str,
+            base: dt.date | None) -> tuple[list[RenderedFile], list[RenderedFile]]:
+    """Plan, upload and mark every file (the manifest last); return (delivered now or before, not delivered)."""
+    with open_destination(dest, ctx) as transport:
+        locations = {f.name: transport.location(f.name) for f in files}
+        before = ledger.plan(spark, ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
+        removed = transport.cleanup_temporary()
+        if removed:
+            log.info("destination %s: removed %d temporary file(s) left by an earlier attempt", dest.name, removed)
+        done: list[RenderedFile] = []
+        for index, f in enumerate(files):
+            kept = before.get(f.name)
+            if kept is not None and kept.status == ledger.DELIVERED and kept.sha256 == f.sha256:
+                log.info("destination %s: %s already delivered (sha256 %s): not sent again", dest.name, f.name,
+                         f.sha256[:12])
+                done.append(f)
+                continue
+            try:
+                remote = transport.put(f.local_path, f.name, sha256=f.sha256)
+            except DestinationError:
+                return done, list(files[index:])
+            ledger.mark_delivered(spark, ctx.lake, dest.name, ctx.run_date, f.name, remote.location)
+            done.append(f)
+        if getattr(dest, "retention_days", None):
+            expired = transport.remove_older_than(dest.retention_days,  # type: ignore[attr-defined]
+                                                  ledger.delivered_names(spark, ctx.lake, dest.name))
+            log.info("destination %s: removed %d file(s) older than %d days", dest.name, expired, dest.retention_days)
+    return done, []
+
+
+def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, full_resync: bool = False
+        ) -> dict[str, int]:
+    """Export every audience of one destination for the run date; return the counts (see the module doc)."""
+    if destination not in ws.destinations:
+        raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
+    dest = ws.destinations[destination]
+    folder = os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat())
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+    units, mode, base = select_units(spark, ws, ctx, dest, full_resync)
+    units = units.persist()
+    error: str | None = None
+    try:
+        counts = exclusion_counts(units)
+        files = render(spark, ws, ctx, dest, units.where(F.col(REASON).isNull()), folder)
+        if dest.manifest:
+            name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
+            name = name[: len(name) - len(dest.extension)] + ".manifest.json"
+            files.append(render_manifest(dest, ctx.run_date.isoformat(), ctx.run_id, files, name, folder))
+        done, missed = deliver(spark, ctx, dest, files, mode, base)
+        if missed:
+            error = f"{len(missed)} file(s) not delivered, first {missed[0].name}"
+    finally:
+        units.unpersist()
+    data_done = [f for f in done if f.kind == "data"]
+    failed = sum(f.rows for f in missed if f.kind == "data")
+    excluded = {k.removeprefix("excluded."): v for k, v in counts.items() if k.startswith("excluded.")}
+    metrics = {"received": counts["received"], "activated": counts["activated"] - failed, "failed": failed,
+               "files": len(data_done), "rows": sum(f.rows for f in data_done),
+               "bytes": sum(f.bytes for f in data_done), **{f"excluded.{k}": v for k, v in excluded.items()}}
+    ledger.record_destination_metrics(spark, ctx.lake, (
+        dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, metrics["received"], metrics["activated"],
+        excluded, failed, metrics["files"], metrics["rows"], metrics["bytes"], "failed" if missed else "delivered",
+        error), dest.name, ctx.run_date)
+    if missed:
+        raise DestinationError(f"destination {dest.name}: {error}; the next run delivers what is missing "
+                               "(see the transport's error above)")
+    shutil.rmtree(folder, ignore_errors=True)
+    log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d bytes", dest.name,
+             dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["files"],
+             metrics["bytes"])
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``python -m jobs.export --run-date YYYY-MM-DD --destination NAME [--full-resync]``."""
+    parser = job_parser("Export the audiences of one destination for a run date.")
+    parser.add_argument("--destination", required=True, help="name of a destination of the workspace")
+    parser.add_argument("--full-resync", action="store_true",
+                        help="send every current member, whatever was delivered before (recorded as mode resync)")
+    run_job(parser, argv, lambda args: StepKey(STEP, args.destination),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.destination, args.full_resync),
+            requires=lambda _args, _ws: [StepKey("evaluate_audiences")])
+
+
+if __name__ == "__main__":
+    main()
