@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,9 @@ from cdp.errors import WorkspaceError
 from cdp.settings import REPO_ROOT, Settings
 
 if TYPE_CHECKING:
-    from cdp.workspace.loader import Workspace
+    from cdp.workspace.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def _out(text: str) -> None:
@@ -28,6 +31,22 @@ def _out(text: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Print every problem of the workspace (exit 1), or that it is valid and how each audience evaluates.
+
+    Whatever goes wrong is printed as a problem, never as a traceback: an error this command did not
+    foresee names the workspace and asks for a report, and the exit code is still 1.
+    """
+    try:
+        return _validate(args)
+    except Exception as exc:
+        log.debug("cdp validate failed unexpectedly", exc_info=True)
+        _out(f"{args.workspace}: unexpected error while checking the workspace: {type(exc).__name__}: {exc} "
+             "(this is a bug of cdp validate: please report it with the workspace that causes it)")
+        _out("1 problem(s) found")
+        return 1
+
+
+def _validate(args: argparse.Namespace) -> int:
     from cdp.workspace.loader import load_workspace
 
     try:
