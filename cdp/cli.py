@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,9 @@ def _validate(args: argparse.Namespace) -> int:
         ws = load_workspace(args.workspace)
     except WorkspaceError as exc:
         for problem in exc.problems:
-            _out(f"{args.workspace}/{problem}")
+            # A problem of the folder itself already names it.
+            _out(str(problem) if os.path.isabs(problem.file) or problem.file == args.workspace
+                 else f"{args.workspace}/{problem}")
         _out(f"{len(exc.problems)} problem(s) found")
         return 1
     breaking = _schema_changes(ws, args.lake)
@@ -79,10 +82,16 @@ def _schema_changes(ws: Workspace, lake: str) -> list[str]:
     lines = []
     for name in sorted(ws.datasets):
         path = Lake(lake).path(DATASET, name)
-        stored = read_delta_schema(path)
+        schema = ws.schema_of(name)
+        try:
+            stored = read_delta_schema(path)
+        except (OSError, ValueError, KeyError) as exc:
+            lines.append(f"{ws.files[f'schemas/{schema.name}']}: cannot compare with the table of dataset {name} "
+                         f"({path}): its Delta log cannot be read ({type(exc).__name__}: {exc}); repair the table "
+                         "or pass another --lake")
+            continue
         if stored is None:
             continue
-        schema = ws.schema_of(name)
         for field, message in breaking_changes(declared_table_struct(schema), stored):
             lines.append(f"{ws.files[f'schemas/{schema.name}']}: fields.{field}: {message} "
                          f"(dataset {name}, table {path})")

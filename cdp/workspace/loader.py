@@ -129,9 +129,13 @@ class _Reader:
         if not folder.is_dir():
             self.problem(kind, "", "is not a folder" + (" (a broken symbolic link)" if folder.is_symlink() else "")
                          + f": {kind}/ holds one YAML file per item")
+            self.broken.add(f"{kind}/*")
             return []
+        listing = self.listing(folder)
+        if listing is None:
+            self.broken.add(f"{kind}/*")
         out = []
-        for path in self.listing(folder) or []:
+        for path in listing or []:
             rel = self.rel(path)
             if path.is_dir():
                 self.problem(rel, "", f"is a folder: only the files directly in {kind}/ are read; move its files "

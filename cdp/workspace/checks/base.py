@@ -25,8 +25,9 @@ def defined(names: Iterable[object]) -> str:
 def attributes_known(ws: Workspace) -> bool:
     """Whether the profile attributes are complete: with a schema or dataset file broken (or a dataset
     naming an unknown schema), attribute checks would report that file's fields as unknown everywhere.
-    The broken file's own problem is reported; fix it, then the rest is checked."""
-    return not any(d.schema_ not in ws.schemas for d in ws.datasets.values()) and not any(
+    The broken file's own problem is reported; fix it, then the rest is checked. Without any dataset
+    there are no attributes either (that problem is reported by the datasets check)."""
+    return bool(ws.datasets) and not any(d.schema_ not in ws.schemas for d in ws.datasets.values()) and not any(
         name.startswith(("schemas/", "datasets/")) for name in ws.broken)
 
 

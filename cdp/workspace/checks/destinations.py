@@ -141,7 +141,9 @@ def _collisions(ws: Workspace, ctx: CheckContext, valid: list[FileDestination]) 
                 for dest_b, aud_b, shape_b in bucket[i + 1:]:
                     if (dest_a.name, aud_a) == (dest_b.name, aud_b) or not _can_match(shape_a, shape_b):
                         continue
-                    first, second = sorted((dest_a.name, dest_b.name))
+                    if dest_a.name > dest_b.name:
+                        dest_a, aud_a, dest_b, aud_b = dest_b, aud_b, dest_a, aud_a
+                    first, second = dest_a.name, dest_b.name
                     if (first, second) in reported:
                         continue
                     reported.add((first, second))
