@@ -337,9 +337,6 @@ case("size_negative", [append("workspace.yaml", "  max_event_bytes: -1\n")],
      "workspace.yaml: guardrails.max_event_bytes: Input should be greater than or equal to 1")
 case("skew_too_large", [append("workspace.yaml", "  max_future_skew_minutes: 100000000000\n")],
      "workspace.yaml: guardrails.max_future_skew_minutes: Input should be less than or equal to 52704000")
-case("record_above_graph", [append("workspace.yaml", "  max_identities_per_record: 60\n")],
-     "workspace.yaml: guardrails.max_identities_per_record: 60 is more than guardrails.max_identities_per_graph "
-     "(50): one record would overflow its person's graph; lower it or raise the graph cap")
 case("window_too_long", [replace("audiences/engaged_readers.yaml", "last_days: 14", "last_days: 1000000000")],
      "audiences/engaged_readers.yaml: rule.events.within.last_days: Input should be less than or equal to 36600")
 case("link_ttl_zero", [replace("namespaces.yaml", "    priority: 40\n", "    priority: 40\n    link_ttl_days: 0\n")],

@@ -2,6 +2,9 @@
 
 Each module has ``check(ws, ctx) -> list[WorkspaceProblem]``; a new area (governance policies, streaming
 destinations...) is one new module added to CHECKS. The order is the order problems are listed in.
+Ranges of single values (guardrail shares, counts, sizes, windows) are declared on the models and
+reported by the loader; these modules hold what needs more than one value or file.
+
 A check never reports what follows from a problem another check reports: a reference to a broken
 file (``Workspace.broken``) or to an undeclared namespace is reported once, where it is caused.
 """
@@ -15,7 +18,6 @@ from cdp.workspace.checks import (
     audiences,
     datasets,
     destinations,
-    guardrails,
     merge_policies,
     namespaces,
     paths,
@@ -33,7 +35,6 @@ CHECKS: tuple[Check, ...] = (
     namespaces.check,
     datasets.check,
     paths.check,
-    guardrails.check,
     audiences.check,
     destinations.check,
     regex.check,
