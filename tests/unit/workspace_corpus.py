@@ -364,3 +364,10 @@ case("timestamp_value_in_list", [audience("recent", "  {attribute: updated_at, o
 case("decimal_scale_above_precision", [append("schemas/loyalty_member.yaml",
                                               "  - {name: balance, type: decimal, precision: 4, scale: 6}\n")],
      "schemas/loyalty_member.yaml: fields.6: Value error, scale 6 is larger than precision 4")
+case("audiences_collide_in_one_destination",
+     [write("audiences/a.yaml", "id: a\nname: BC\nrule: {attribute: tier, op: '=', value: gold}\n"),
+      write("audiences/ab.yaml", "id: ab\nname: C\nrule: {attribute: tier, op: '=', value: gold}\n"),
+      destination("pair", "type: local\npath: pair\naudiences: [a, ab]\nfile_name: '{destination}_{audience_id}"
+                  "{audience_name}'\n" + MAPPING)],
+     "destinations/pair.yaml: file_name: audiences 'a' and 'ab' can get the same file name (e.g. 'pair_abc.csv'); "
+     "follow {audience_id} with a character ids cannot hold, such as '-'")

@@ -151,7 +151,8 @@ def _collisions(ws: Workspace, ctx: CheckContext, valid: list[FileDestination]) 
                     example = example.replace(ANY_DIGIT, "0")
                     if first == second:
                         message = (f"audiences '{aud_a}' and '{aud_b}' can get the same file name (e.g. "
-                                   f"'{example}'); put {{audience_id}} where it separates them")
+                                   f"'{example}'); follow {{audience_id}} with a character ids cannot hold, "
+                                   "such as '-'")
                     else:
                         message = (f"destinations '{first}' and '{second}' write into the same place and can write "
                                    f"the same file (e.g. '{example}' for audiences '{aud_a}' and '{aud_b}'); "
