@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -17,6 +17,7 @@ from pydantic import (
     PrivateAttr,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -627,7 +628,7 @@ class FileDestination(Strict):
     audiences: list[str] = Field(min_length=1, max_length=250)
     # the folder (local, SFTP) or prefix (object stores) files go to; {date} and {destination} allowed
     path: str
-    connection: ConnectionId | None = None
+    connection: ConnectionId | None = Field(default=None, validate_default=True)
     format: ExportFormat = "csv"
     compression: Compression | None = None
     csv: DestinationCsvOptions = Field(default_factory=DestinationCsvOptions)
@@ -645,26 +646,50 @@ class FileDestination(Strict):
     # Types whose credentials and endpoint come from an Airflow connection.
     needs_connection: ClassVar[bool] = True
 
-    @model_validator(mode="after")
-    def _common(self) -> FileDestination:
-        duplicates = sorted({a for a in self.audiences if self.audiences.count(a) > 1})
+    # Field validators (not one model validator) so that each problem names its key.
+    @field_validator("audiences")
+    @classmethod
+    def _audiences_once(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({a for a in value if value.count(a) > 1})
         if duplicates:
-            raise ValueError(f"audience(s) {', '.join(duplicates)} listed twice in 'audiences'")
-        if self.needs_connection and self.connection is None:
-            raise ValueError(f"type {self.type_name} needs 'connection' (the id of an Airflow connection holding "
-                             "the credentials and endpoint)")
-        if not self.needs_connection and self.connection is not None:
-            raise ValueError(f"type {self.type_name} writes under the exports root and takes no 'connection'; "
-                             "remove it")
-        allowed = {"csv": ("none", "gzip"), "jsonl": ("none", "gzip"), "parquet": ("none", "snappy")}[self.format]
-        if self.compression is not None and self.compression not in allowed:
-            raise ValueError(f"compression {self.compression} does not apply to format {self.format} "
+            raise ValueError(f"audience(s) {', '.join(duplicates)} listed more than once")
+        return value
+
+    @field_validator("connection")
+    @classmethod
+    def _connection_fits_type(cls, value: str | None) -> str | None:
+        kind = get_args(cls.model_fields["type"].annotation)[0]
+        if cls.needs_connection and value is None:
+            raise ValueError(f"type {kind} needs a connection: the id of the Airflow connection holding the "
+                             "credentials and endpoint")
+        if not cls.needs_connection and value is not None:
+            raise ValueError(f"type {kind} writes under the exports root and takes no connection; remove it")
+        return value
+
+    @field_validator("compression")
+    @classmethod
+    def _compression_fits_format(cls, value: Compression | None, info: ValidationInfo) -> Compression | None:
+        file_format = info.data.get("format")
+        allowed = {"csv": ("none", "gzip"), "jsonl": ("none", "gzip"), "parquet": ("none", "snappy")}.get(
+            str(file_format), ("none", "gzip", "snappy"))
+        if value is not None and value not in allowed:
+            raise ValueError(f"compression {value} does not apply to format {file_format} "
                              f"(use {' or '.join(allowed)})")
-        if "csv" in self.model_fields_set and self.format != "csv":
-            raise ValueError(f"'csv' options apply to format csv, not {self.format}")
-        if self.encryption is not None and not self.needs_connection:
+        return value
+
+    @field_validator("csv")
+    @classmethod
+    def _csv_only_for_csv(cls, value: DestinationCsvOptions, info: ValidationInfo) -> DestinationCsvOptions:
+        if info.data.get("format", "csv") != "csv":
+            raise ValueError(f"csv options apply to format csv, not {info.data.get('format')}; remove them")
+        return value
+
+    @field_validator("encryption")
+    @classmethod
+    def _encryption_needs_connection(cls, value: str | None) -> str | None:
+        if value is not None and not cls.needs_connection:
             raise ValueError("encryption needs the public key of a connection; a local destination has none")
-        return self
+        return value
 
     @property
     def type_name(self) -> str:
@@ -702,11 +727,12 @@ class S3Destination(FileDestination):
     sse: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
 
-    @model_validator(mode="after")
-    def _kms(self) -> S3Destination:
-        if self.kms_key_id is not None and self.sse != "aws:kms":
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("sse") != "aws:kms":
             raise ValueError("kms_key_id applies to sse: aws:kms only")
-        return self
+        return value
 
 
 class AzureBlobDestination(FileDestination):

@@ -164,6 +164,8 @@ case("workspace_yaml_missing", [remove("workspace.yaml")], "workspace.yaml: is m
 case("namespaces_missing_one_problem", [remove("namespaces.yaml")], "namespaces.yaml: is missing")
 
 # ---------------------------------------------------------------- one root cause, one problem
+# Before the loader parsed each namespace entry on its own, this one typo gave nine problems: every identity
+# field of every schema and the destination's identity column reported 'namespace ... is not declared'.
 case("mistyped_namespace_type", [replace("namespaces.yaml", "type: email", "type: e-mail")],
      "namespaces.yaml: namespaces.2.type: Input should be 'cookie', 'device', 'email', 'phone' or 'person'")
 case("mistyped_namespace_code", [replace("namespaces.yaml", "code: crm_id", "code: crm_idd")],
@@ -237,25 +239,26 @@ case("destination_unknown_type", [replace(DEST, "type: local", "type: ftp")],
 case("destination_without_type", [replace(DEST, "type: local\n", "")],
      "destinations/marketing_landing.yaml: type: is required (one of: azure_blob, gcs, local, s3, sftp)")
 case("s3_without_connection", [destination("partner", S3.replace("connection: partner_s3\n", ""))],
-     "destinations/partner.yaml: Value error, type s3 needs 'connection' (the id of an Airflow connection holding "
-     "the credentials and endpoint)")
+     "destinations/partner.yaml: connection: Value error, type s3 needs a connection: the id of the Airflow "
+     "connection holding the credentials and endpoint")
 case("local_with_connection", [replace(DEST, "type: local\n", "type: local\nconnection: my_conn\n")],
-     "destinations/marketing_landing.yaml: Value error, type local writes under the exports root and takes no "
-     "'connection'; remove it")
+     "destinations/marketing_landing.yaml: connection: Value error, type local writes under the exports root and "
+     "takes no connection; remove it")
 case("snappy_csv", [replace(DEST, "format: csv\n", "format: csv\ncompression: snappy\n")],
-     "destinations/marketing_landing.yaml: Value error, compression snappy does not apply to format csv (use none "
-     "or gzip)")
+     "destinations/marketing_landing.yaml: compression: Value error, compression snappy does not apply to format "
+     "csv (use none or gzip)")
 case("csv_options_on_parquet", [replace(DEST, "format: csv\n", "format: parquet\ncsv: {header: false}\n")],
-     "destinations/marketing_landing.yaml: Value error, 'csv' options apply to format csv, not parquet")
+     "destinations/marketing_landing.yaml: csv: Value error, csv options apply to format csv, not parquet; remove "
+     "them")
 case("destination_empty_delimiter", [append(DEST, "csv: {delimiter: ''}\n")],
      "destinations/marketing_landing.yaml: csv.delimiter: Value error, delimiter must be exactly one character, "
      "got ''")
 case("kms_key_without_kms", [destination("partner", S3 + "sse: AES256\nkms_key_id: alias/x\n")],
-     "destinations/partner.yaml: Value error, kms_key_id applies to sse: aws:kms only")
+     "destinations/partner.yaml: kms_key_id: Value error, kms_key_id applies to sse: aws:kms only")
 case("no_audiences", [replace(DEST, "audiences: [gold_members, cart_abandoners, french_high_points]", "audiences: []")],
      "destinations/marketing_landing.yaml: audiences: List should have at least 1 item after validation, not 0")
 case("audience_listed_twice", [replace(DEST, "cart_abandoners, french", "gold_members, french")],
-     "destinations/marketing_landing.yaml: Value error, audience(s) gold_members listed twice in 'audiences'")
+     "destinations/marketing_landing.yaml: audiences: Value error, audience(s) gold_members listed more than once")
 case("unknown_audience", [replace(DEST, "cart_abandoners,", "cart_abandonners,")],
      "destinations/marketing_landing.yaml: audiences.1: audience 'cart_abandonners' is not defined")
 case("mapping_unknown_attribute", [replace(DEST, "{source: country}", "{source: favourite_colour}")],
@@ -371,3 +374,12 @@ case("audiences_collide_in_one_destination",
                   "{audience_name}'\n" + MAPPING)],
      "destinations/pair.yaml: file_name: audiences 'a' and 'ab' can get the same file name (e.g. 'pair_abc.csv'); "
      "follow {audience_id} with a character ids cannot hold, such as '-'")
+case("encryption_on_local", [append(DEST, "encryption: pgp\n")],
+     "destinations/marketing_landing.yaml: encryption: Value error, encryption needs the public key of a "
+     "connection; a local destination has none")
+case("sftp_without_path", [destination("partner", "type: sftp\nconnection: partner_sftp\naudiences: [gold_members]\n"
+                                       + MAPPING)],
+     "destinations/partner.yaml: path: is required")
+case("azure_container_name", [destination("partner", "type: azure_blob\nconnection: partner_azure\n"
+                                          "container: Exports_2026\naudiences: [gold_members]\n" + MAPPING)],
+     "destinations/partner.yaml: container: String should match pattern '^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$'")
