@@ -59,6 +59,7 @@ class _Reader:
         self.broken: set[str] = set()
         self.files: dict[str, str] = {}
         self.keys: dict[str, str] = {}
+        self.misnamed: set[str] = set()  # root files present under another spelling (workspace.yml)
 
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -118,6 +119,9 @@ class _Reader:
             if entry.is_dir():
                 self.problem(entry.name, "", f"is not a workspace folder (the folders are {', '.join(FOLDERS)}); "
                                              "rename or move it")
+            elif entry.suffix.lower() in YAML_SUFFIXES and f"{entry.stem}.yaml" in ROOT_FILES:
+                self.problem(entry.name, "", f"is not read: name it {entry.stem}.yaml")
+                self.misnamed.add(f"{entry.stem}.yaml")
             elif entry.suffix.lower() in YAML_SUFFIXES:
                 self.problem(entry.name, "", f"is not a workspace file (the files at the top are "
                                              f"{' and '.join(ROOT_FILES)}; the others go in {', '.join(FOLDERS)})")
@@ -145,6 +149,7 @@ class _Reader:
             elif path.suffix.lower() in YAML_SUFFIXES:
                 self.problem(rel, "", f"has an upper-case extension and is not read: rename it to "
                                       f"{path.stem}{path.suffix.lower()}")
+                self.broken.add(f"{kind}/{path.stem}")  # what it defines is not reported missing as well
             else:
                 self.problem(rel, "", f"is not a YAML file: only .yaml and .yml files belong in {kind}/; move it "
                                       "out of the workspace")
@@ -196,7 +201,8 @@ class _Reader:
         path = self.root / "namespaces.yaml"
         rel = "namespaces.yaml"
         if not path.exists() and not path.is_symlink():
-            self.problem(rel, "", "is missing")
+            if rel not in self.misnamed:
+                self.problem(rel, "", "is missing")
             self.broken.add("namespaces/*")
             return {}
         ok, data = self.read(path)
@@ -251,7 +257,7 @@ def load_workspace(root: str | Path, settings: Settings | None = None) -> Worksp
     if (root / "workspace.yaml").exists() or (root / "workspace.yaml").is_symlink():
         ok, data = reader.read(root / "workspace.yaml")
         config = reader.parse(WorkspaceFile, data, "workspace.yaml") if ok else None
-    else:
+    elif "workspace.yaml" not in reader.misnamed:
         reader.problem("workspace.yaml", "", "is missing")
     namespaces = reader.namespaces()
     schemas: dict[str, SchemaSpec] = reader.folder("schemas", "name",

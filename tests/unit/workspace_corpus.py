@@ -383,3 +383,8 @@ case("sftp_without_path", [destination("partner", "type: sftp\nconnection: partn
 case("azure_container_name", [destination("partner", "type: azure_blob\nconnection: partner_azure\n"
                                           "container: Exports_2026\naudiences: [gold_members]\n" + MAPPING)],
      "destinations/partner.yaml: container: String should match pattern '^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$'")
+case("root_file_misnamed", [remove("workspace.yaml"), write("workspace.yml", "name: retail\n")],
+     "workspace.yml: is not read: name it workspace.yaml")
+case("upper_case_extension_no_cascade", [remove("audiences/gold_members.yaml"),
+                                          write("audiences/gold_members.YML", "id: gold_members\n")],
+     "audiences/gold_members.YML: has an upper-case extension and is not read: rename it to gold_members.yml")
