@@ -693,6 +693,7 @@ class FileDestination(Strict):
 
     @property
     def type_name(self) -> str:
+        """The destination's ``type`` (each subclass declares it as a literal)."""
         return str(getattr(self, "type", "?"))
 
     @property

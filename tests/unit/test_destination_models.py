@@ -70,3 +70,13 @@ def test_rule_walk_gives_every_node_with_its_path(repo_root: Path, tmp_path: Pat
               for path, node in ws.audiences["cart_abandoners"].rule.walk()]
     assert walked == [("rule", None), ("rule.all.0", "add_to_cart"), ("rule.all.1", None),
                       ("rule.all.1.not", "purchase")]
+
+
+def test_combined_layout_needs_no_audience_id(repo_root: Path, tmp_path: Path) -> None:
+    ws_root = tmp_path / "ws"
+    shutil.copytree(repo_root / "examples" / "retail", ws_root)
+    (ws_root / "destinations" / "all_in_one.yaml").write_text(
+        "name: all_in_one\ntype: local\npath: combined\nlayout: combined\nfile_name: '{destination}_{date}'\n"
+        "audiences: [gold_members, cart_abandoners]\nmapping:\n  - {source: profile_id}\n", encoding="utf-8")
+    dest = load_workspace(ws_root, settings(tmp_path)).destinations["all_in_one"]
+    assert (dest.layout, dest.file_name) == ("combined", "{destination}_{date}")

@@ -125,7 +125,8 @@ def _collisions(ws: Workspace, ctx: CheckContext, valid: list[FileDestination]) 
     by_place: dict[tuple[str, ...], list[tuple[FileDestination, str, str]]] = defaultdict(list)
     for dest in valid:
         place = location(dest, ctx)
-        for audience_id in dest.audiences:
+        # A combined file holds every audience: one name per run, whatever the audiences.
+        for audience_id in dest.audiences if dest.layout == "per_audience" else dest.audiences[:1]:
             audience = ws.audiences.get(audience_id)
             if audience is not None:
                 by_place[place].append((dest, audience.id, name_shape(dest, audience.id, audience.name)))
