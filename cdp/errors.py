@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 
 class CdpError(Exception):
-    """Base class of every error the platform raises on purpose."""
+    """Base class of every error the platform raises on purpose.
+
+    ``retryable`` says whether running the same task again may succeed: False for errors the same inputs
+    raise again (a broken workspace, a rejected batch, a failed quality gate), which fail the task at
+    once; True for errors of the environment (a landing zone or destination that did not answer).
+    """
+
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -41,3 +48,9 @@ class DataQualityError(CdpError):
 
 class LandingError(CdpError):
     """Landed files could not be listed or read."""
+
+    retryable = True
+
+
+class StepNotReadyError(CdpError):
+    """A step's inputs are not committed for the run date (a step before it did not run, or did not finish)."""

@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 def transform_events(raw: DataFrame, identity_map: DataFrame, dataset: str, schema: SchemaSpec, namespace: str,
                      namespace_type: str, run_date: dt.date, lookback_days: int | None,
                      event_types: Sequence[str] | None = None,
-                     fields: Mapping[str, T.DataType] | None = None) -> DataFrame:
+                     fields: Mapping[str, T.DataType] | None = None,
+                     fallbacks: Sequence[tuple[str, str, str, str | None]] = ()) -> DataFrame:
     """One event dataset's events of the lookback window, linked to profiles.
 
     ``raw`` is the dataset's table, ``identity_map`` the identity map of the run date. Keeps what had
@@ -39,6 +40,10 @@ def transform_events(raw: DataFrame, identity_map: DataFrame, dataset: str, sche
     returns (profile_id, dataset, event_type, event_date, event_time) then ``field_<name>`` for each of ``fields``
     (null, of the given type, where this dataset's schema lacks the field).
     Events whose identity is not in the map belong to no profile and are dropped.
+
+    An event is linked through its primary identity; when validation dropped that value (blocked, not of
+    the namespace's pattern) it is linked through the first of ``fallbacks`` (field, namespace, namespace
+    type, default region) that has a value: resolution put all of a record's identities in one profile.
     """
     assert schema.timestamp_field and schema.event_type_field and schema.primary_identity
     timestamp = F.col(schema.timestamp_field)
@@ -54,9 +59,17 @@ def transform_events(raw: DataFrame, identity_map: DataFrame, dataset: str, sche
         in_days = in_days & (event_date >= F.lit(first))
     extra = [(F.col(name) if schema.field(name) is not None else F.lit(None)).cast(dtype).alias(field_column(name))
              for name, dtype in sorted((fields or {}).items())]
+    linked_namespace: Column = F.lit(namespace)
+    linked_value = normalize(namespace_type, F.col(schema.primary_identity.name))
+    for field, other, other_type, region in reversed(fallbacks):
+        # Built inside out: the primary, else the first fallback with a value, else the next...
+        other_value = normalize(other_type, F.col(field), region)
+        linked_namespace = F.when(linked_value.isNull() & other_value.isNotNull(), F.lit(other)).otherwise(
+            linked_namespace)
+        linked_value = F.coalesce(linked_value, other_value)
     events = raw.where(in_range & in_days).select(
-        F.lit(namespace).alias("namespace"),
-        normalize(namespace_type, F.col(schema.primary_identity.name)).alias("value"),
+        linked_namespace.alias("namespace"),
+        linked_value.alias("value"),
         F.col(schema.event_type_field).alias("event_type"),
         event_date.alias("event_date"),
         timestamp.alias("event_time"),
@@ -119,7 +132,10 @@ def read_events(spark: SparkSession, ws: Workspace, lake: Lake, run_date: dt.dat
             log.warning("event dataset %s has no table yet at %s: its events count 0", dataset.name, path)
             continue
         namespace = primary.identity.namespace
+        fallbacks = [(f.name, f.identity.namespace, ws.namespaces[f.identity.namespace].type,
+                      ws.namespaces[f.identity.namespace].default_region)
+                     for f in schema.identity_fields if f.identity is not None and not f.identity.primary]
         frames.append(transform_events(
             read_table(spark, path), identity_map, dataset.name, schema, namespace, ws.namespaces[namespace].type,
-            run_date, lookback, sorted(types) if types is not None else None, fields))
+            run_date, lookback, sorted(types) if types is not None else None, fields, fallbacks))
     return functools.reduce(DataFrame.unionByName, frames) if frames else None

@@ -56,11 +56,14 @@ QUARANTINE = TableSpec(
 BATCH_LEDGER = TableSpec(
     name="batch_ledger",
     path="batch_ledger",
-    description=("One row per landed file and run: rows read = rows valid + rows quarantined. status is ok, "
-                 "rejected (batch over the rejected share), unreadable or duplicate (content already ingested: "
-                 "the file counts as one quarantined record); sha256 is the file's content hash."),
-    written_by="validate",
-    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere)",
+    description=("One row per landed file and run: rows read = rows valid + rows quarantined. status is staged "
+                 "(valid rows in staging; written by validate), ingested (set by ingest once they are in the "
+                 "dataset table; 'ok' in rows written before these statuses), rejected (batch over the rejected "
+                 "share), unreadable or duplicate (content already ingested: the file counts as one quarantined "
+                 "record); sha256 is the file's content hash; identities_dropped counts the identity values "
+                 "dropped from its valid records (blocked, too long, not of the namespace's pattern)."),
+    written_by="validate (ingest updates status)",
+    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere); ingest: UPDATE of status",
     keys=["dataset", "batch_date", "source_file"],
     partition_by=["dataset"],
     schema=T.StructType([
@@ -74,6 +77,7 @@ BATCH_LEDGER = TableSpec(
         T.StructField("run_id", T.StringType(), True),
         # Added after the first release: tables written before it gain the column on their next write.
         T.StructField("sha256", T.StringType(), True),
+        T.StructField("identities_dropped", T.LongType(), True),
     ]),
 )
 
@@ -327,9 +331,30 @@ QUALITY_RESULTS = TableSpec(
     ]),
 )
 
+STEP_RUNS = TableSpec(
+    name="step_runs",
+    path="step_runs",
+    description=("One row per run date, step and scope (a dataset, a destination or 'all'): 'started' before the "
+                 "step's first write, 'committed' after its last. A step refuses to start unless the steps it reads "
+                 "from are committed for the run date, so a day half-written by a killed task is never read."),
+    written_by="every Spark step (cdp.job)",
+    write_mode="overwrite of the (run_date, step, scope) slice (replaceWhere)",
+    keys=["run_date", "step", "scope"],
+    partition_by=["step"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("step", T.StringType(), False),
+        T.StructField("scope", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), True),
+        T.StructField("updated_at", T.TimestampType(), False),
+    ]),
+    columns="updated_at: when the status was written (wall clock, for operators; nothing keys on it)",
+)
+
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
               IDENTITY_LINKS, IDENTITY_RUNS, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LOG,
-              RUN_METRICS, QUALITY_RESULTS]
+              RUN_METRICS, QUALITY_RESULTS, STEP_RUNS]
 
 
 @dataclass(frozen=True)

@@ -67,19 +67,18 @@ with DAG(
 
     @task
     def load_workspace() -> list[str]:
-        """Load and check the workspace (failing with every problem listed); return its datasets."""
-        from cdp.settings import Settings
-        from cdp.workspace.loader import load_workspace as load
+        """Load and check the workspace (failing with every problem listed, without retries); return its
+        datasets."""
+        from cdp_provider.workspace import checked_workspace
 
-        return sorted(load(Settings.from_env().workspace).datasets)
+        return sorted(checked_workspace().datasets)
 
     @task
     def list_destinations() -> list[str]:
         """The workspace's destinations, one export task each."""
-        from cdp.settings import Settings
-        from cdp.workspace.loader import load_workspace as load
+        from cdp_provider.workspace import checked_workspace
 
-        return sorted(load(Settings.from_env().workspace).destinations)
+        return sorted(checked_workspace().destinations)
 
     datasets = load_workspace()
 

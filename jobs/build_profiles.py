@@ -28,11 +28,12 @@ from pyspark.sql import types as T
 
 from cdp.audiences import collect_event_counters, lookback_start
 from cdp.datasets import read_dataset_as_of
-from cdp.delta_io import create_table_if_absent, read_table, record_metrics, replace_slice
+from cdp.delta_io import create_table_if_absent, read_table, replace_slice
 from cdp.events import read_events
 from cdp.identities import normalize
+from cdp.job import StepKey, run_job
 from cdp.lake import IDENTITY_MAP, PROFILES, date_literal
-from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.run_context import RunContext, job_parser
 from cdp.schemas import (
     BATCH_DATE,
     METADATA_FIELDS,
@@ -41,7 +42,6 @@ from cdp.schemas import (
     SOURCE_FILE,
     spark_type,
 )
-from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 from cdp.workspace.models import FieldSpec, MergePolicy, SchemaSpec
 
@@ -265,10 +265,9 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``spark-submit jobs/build_profiles.py``."""
     parser = job_parser("Build profiles: merge the profile records of each resolved profile.")
-    _, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(STEP)
-    metrics = run(spark, ws, ctx)
-    record_metrics(spark, ctx.lake, ctx.run_date, STEP, "all", metrics)
+    run_job(parser, argv, lambda _args: StepKey(STEP), lambda spark, ws, ctx, _args: run(spark, ws, ctx),
+            requires=lambda _args, ws: [StepKey("resolve_identities"),
+                                        *[StepKey("ingest", d.name) for d in ws.datasets.values()]])
 
 
 if __name__ == "__main__":

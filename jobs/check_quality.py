@@ -18,6 +18,7 @@ failed expectations, which fails the Airflow task and stops the run before the n
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.delta_io import latest_partition_before, read_run_date_slice, read_table, replace_slice, table_exists
+from cdp.job import StepKey, run_job
 from cdp.lake import (
     AUDIENCE_MEMBERSHIP,
     BATCH_LEDGER,
@@ -40,9 +42,8 @@ from cdp.lake import (
     date_literal,
 )
 from cdp.quality import ExpectationOutcome, Suite, raise_on_failure, validate_suites
-from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.run_context import RunContext, job_parser
 from cdp.schemas import BATCH_DATE
-from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
@@ -193,12 +194,26 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage) -> li
     return outcomes
 
 
+# The step whose output each gate checks: it must have committed the run date.
+CHECKED_STEPS = {"identities": "resolve_identities", "profiles": "build_profiles", "audiences": "evaluate_audiences"}
+
+
+def checked_steps(stage: str, ws: Workspace) -> list[StepKey]:
+    """The steps whose output the gate of ``stage`` reads."""
+    if stage == "ingest":
+        return [StepKey("ingest", name) for name in sorted(ws.datasets)]
+    return [StepKey(CHECKED_STEPS[stage])]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = job_parser("Great Expectations gate between two steps of the daily run")
     parser.add_argument("--stage", required=True, choices=STAGES)
-    args, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(f"cdp-check-{args.stage}")
-    run(spark, ws, ctx, args.stage)
+
+    def gate(spark: SparkSession, ws: Workspace, ctx: RunContext, args: argparse.Namespace) -> None:
+        run(spark, ws, ctx, args.stage)
+
+    run_job(parser, argv, lambda args: StepKey(f"check_{args.stage}"), gate,
+            requires=lambda args, ws: checked_steps(args.stage, ws), record=False)
 
 
 if __name__ == "__main__":

@@ -51,13 +51,13 @@ from cdp.audiences import (
     with_counters,
     with_dependencies,
 )
-from cdp.delta_io import latest_partition_before, read_table, record_metrics, replace_slice, table_exists
+from cdp.delta_io import latest_partition_before, read_table, replace_slice, table_exists
 from cdp.events import empty_events, event_field_types
 from cdp.events import read_events as read_linked_events
+from cdp.job import StepKey, run_job
 from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, IDENTITY_MAP, PROFILES, date_literal
-from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.run_context import RunContext, job_parser
 from cdp.schemas import spark_type
-from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 from cdp.workspace.models import AudienceSpec, Guardrails, MergePolicy
 from jobs.build_profiles import EVENTS_IN_WINDOW, merge_profiles, read_fragments
@@ -298,10 +298,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: ``python -m jobs.evaluate_audiences --run-date YYYY-MM-DD``."""
     parser = job_parser("Evaluate every audience of the workspace for a run date.")
-    _, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(f"cdp-{STEP}")
-    metrics = run(spark, ws, ctx)
-    record_metrics(spark, ctx.lake, ctx.run_date, STEP, SCOPE, metrics)
+    run_job(parser, argv, lambda _args: StepKey(STEP), lambda spark, ws, ctx, _args: run(spark, ws, ctx),
+            requires=lambda _args, _ws: [StepKey("build_profiles")])
 
 
 if __name__ == "__main__":

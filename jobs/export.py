@@ -28,11 +28,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp.audiences import AUDIENCE_ID, PROFILE_ID
-from cdp.delta_io import read_table, record_metrics, replace_slice
+from cdp.delta_io import read_table, replace_slice
 from cdp.errors import CdpError
+from cdp.job import StepKey, run_job
 from cdp.lake import AUDIENCE_MEMBERSHIP, EXPORT_LOG, PROFILES, date_literal
-from cdp.run_context import RunContext, job_parser, parse_job_args
-from cdp.spark import get_session
+from cdp.run_context import RunContext, job_parser
 from cdp.workspace.file_names import MAX_FILE_NAME_BYTES, render_file_name, slugify
 from cdp.workspace.models import AudienceSpec, DestinationSpec
 from cdp.workspace.workspace import Workspace
@@ -221,10 +221,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command line: ``python -m jobs.export --run-date YYYY-MM-DD --destination NAME``."""
     parser = job_parser("Export the audiences of one destination for a run date.")
     parser.add_argument("--destination", required=True, help="name of a destination of the workspace")
-    args, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(f"cdp-{STEP}-{args.destination}")
-    metrics = run(spark, ws, ctx, args.destination)
-    record_metrics(spark, ctx.lake, ctx.run_date, STEP, args.destination, metrics)
+    run_job(parser, argv, lambda args: StepKey(STEP, args.destination),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.destination),
+            requires=lambda _args, _ws: [StepKey("evaluate_audiences")])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,16 @@ Reads the run date's slice of ``staging/<dataset>`` (written by validate) and ME
 
 Both rules pick, for each key, the extreme of a total order over everything ever staged, so the
 table does not depend on the order in which days are ingested, and re-running a day is a no-op.
+
+Re-running a day whose files changed (a bad file fixed or removed, then the day validated again):
+the table must hold what it would if only the new files had ever been loaded for that day. When
+the table already holds rows of the run date's batch, the keys of those rows and of the new slice
+are re-decided from the whole staging history (which validate replaces per batch date) with the
+same rules, in one MERGE that updates, inserts, and deletes the keys no staged record holds any
+more. The plain MERGE stays the path of a day's first ingestion.
+
+Once the rows are in the table, the run date's staged files are marked ``ingested`` in the batch
+ledger: only then is a re-delivery of the same content refused as a duplicate file.
 """
 
 from __future__ import annotations
@@ -21,16 +31,17 @@ import logging
 from collections.abc import Sequence
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.datasets import EVENT_ORDER, PROFILE_ORDER, merge_key, transform_first_per_key, transform_latest_per_key
-from cdp.delta_io import read_table, record_metrics, retry_on_conflict, table_exists
+from cdp.delta_io import read_table, retry_on_conflict, table_exists
 from cdp.errors import CdpError
+from cdp.ingestion.ledger import mark_ingested
+from cdp.job import StepKey, run_job
 from cdp.lake import DATASET, STAGING
-from cdp.run_context import RunContext, job_parser, parse_job_args
-from cdp.schemas import BATCH_DATE
-from cdp.spark import get_session
+from cdp.run_context import RunContext, job_parser
+from cdp.schemas import BATCH_DATE, SOURCE_FILE
 from cdp.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
@@ -62,13 +73,48 @@ def merge_batch(spark: SparkSession, path: str, batch: DataFrame, key: str, clas
      .execute())
 
 
-def last_merge_counts(spark: SparkSession, path: str) -> tuple[int, int]:
-    """(inserted, updated) as reported by the table's latest commit, when that commit is a MERGE."""
+def add_missing_columns(spark: SparkSession, path: str, batch: DataFrame) -> None:
+    """Add the batch's columns the table lacks (a field added to the schema) before an explicit MERGE."""
+    present = set(read_table(spark, path).columns)
+    missing = [f for f in batch.schema.fields if f.name not in present]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+
+
+@retry_on_conflict
+def remerge_keys(spark: SparkSession, path: str, decided: DataFrame, key: str) -> None:
+    """MERGE the re-decided rows of some keys: ``decided`` has every affected key, with ``_gone`` true (and
+    null values) for a key no staged record holds any more, which is deleted."""
+    columns = [c for c in decided.columns if c != "_gone"]
+    add_missing_columns(spark, path, decided.drop("_gone"))
+    values: dict[str, str | Column] = {f"`{c}`": f"s.`{c}`" for c in columns}
+    (DeltaTable.forPath(spark, path).alias("t")
+     .merge(decided.alias("s"), f"t.`{key}` = s.`{key}`")
+     .whenMatchedDelete(condition="s._gone")
+     .whenMatchedUpdate(set=values)
+     .whenNotMatchedInsert(condition="NOT s._gone", values=values)
+     .execute())
+
+
+def transform_redecided(history: DataFrame, affected: DataFrame, key: str, class_: str) -> DataFrame:
+    """For each key of ``affected`` (one column ``key``), the row the rules keep from the staging ``history``,
+    or a row with ``_gone`` true (values null) when no staged record holds the key any more."""
+    dedupe = transform_latest_per_key if class_ == "profile" else transform_first_per_key
+    winners = dedupe(history.join(affected, key, "left_semi"), key)
+    return (affected.join(winners, key, "left")
+            .withColumn("_gone", F.col(SOURCE_FILE).isNull())
+            .select(*history.columns, "_gone"))
+
+
+def last_merge_counts(spark: SparkSession, path: str, deleted: bool = False) -> tuple[int, int, int]:
+    """(inserted, updated, deleted) as reported by the table's latest commit, when that commit is a MERGE."""
     last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
     if last is None or last["operation"] != "MERGE":
-        return 0, 0
+        return 0, 0, 0
     metrics = last["operationMetrics"] or {}
-    return int(metrics.get("numTargetRowsInserted", 0)), int(metrics.get("numTargetRowsUpdated", 0))
+    return (int(metrics.get("numTargetRowsInserted", 0)), int(metrics.get("numTargetRowsUpdated", 0)),
+            int(metrics.get("numTargetRowsDeleted", 0)) if deleted else 0)
 
 
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> dict[str, int]:
@@ -80,20 +126,33 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
     key = merge_key(schema)
     staging_path = ctx.lake.path(STAGING, dataset)
     table_path = ctx.lake.path(DATASET, dataset)
-    metrics = {"rows_staged": 0, "rows_inserted": 0, "rows_updated": 0, "rows_total": 0}
+    metrics = {"rows_staged": 0, "rows_inserted": 0, "rows_updated": 0, "rows_deleted": 0, "rows_total": 0}
 
     staged = None
     if table_exists(spark, staging_path):
         staged = read_table(spark, staging_path).where(F.col(BATCH_DATE) == F.lit(ctx.run_date))
         metrics["rows_staged"] = staged.count()
     if staged is None or metrics["rows_staged"] == 0:
-        # Nothing landed, the batch was rejected, or validate has not run: nothing to ingest.
+        # Nothing landed, the batch was rejected, or validate has not run: nothing new to ingest.
         log.warning("dataset %s: no staged rows for %s in %s: nothing to ingest", dataset, ctx.run_date,
                     staging_path)
-    else:
+    earlier = (read_table(spark, table_path).where(F.col(BATCH_DATE) == F.lit(ctx.run_date))
+               if table_exists(spark, table_path) else None)
+    if earlier is not None and earlier.limit(1).count() > 0:
+        # An earlier attempt loaded this batch date: re-decide its keys and the new ones from all that is staged.
+        assert staged is not None
+        affected = earlier.select(key).unionByName(staged.select(key)).where(F.col(key).isNotNull()).distinct()
+        history = read_table(spark, staging_path)
+        log.info("dataset %s: the table already holds rows of the batch of %s: re-deciding their keys from the "
+                 "staging history", dataset, ctx.run_date)
+        remerge_keys(spark, table_path, transform_redecided(history, affected, key, schema.class_), key)
+        metrics["rows_inserted"], metrics["rows_updated"], metrics["rows_deleted"] = last_merge_counts(
+            spark, table_path, deleted=True)
+    elif staged is not None and metrics["rows_staged"] > 0:
         dedupe = transform_latest_per_key if schema.class_ == "profile" else transform_first_per_key
         merge_batch(spark, table_path, dedupe(staged, key), key, schema.class_)
-        metrics["rows_inserted"], metrics["rows_updated"] = last_merge_counts(spark, table_path)
+        metrics["rows_inserted"], metrics["rows_updated"], _ = last_merge_counts(spark, table_path)
+    metrics["files_ingested"] = mark_ingested(spark, ctx.lake, dataset, ctx.run_date)
     if table_exists(spark, table_path):
         metrics["rows_total"] = read_table(spark, table_path).count()
     log.info("dataset %s, %s: %d staged, %d inserted, %d updated, %d in table", dataset, ctx.run_date,
@@ -105,10 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """spark-submit entry point: ingest one dataset's validated batch for one run date."""
     parser = job_parser("Ingest one dataset's validated batch into its Delta table (MERGE).")
     parser.add_argument("--dataset", required=True, help="dataset name as declared in the workspace")
-    args, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(f"cdp-{STEP}-{args.dataset}")
-    metrics = run(spark, ws, ctx, args.dataset)
-    record_metrics(spark, ctx.lake, ctx.run_date, STEP, args.dataset, metrics)
+    run_job(parser, argv, lambda args: StepKey(STEP, args.dataset),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.dataset),
+            requires=lambda args, _ws: [StepKey("validate", args.dataset)])
 
 
 if __name__ == "__main__":

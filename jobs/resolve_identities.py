@@ -40,7 +40,6 @@ from cdp.delta_io import (
     latest_partition_before,
     read_run_date_slice,
     read_table,
-    record_metrics,
     replace_slice,
     table_exists,
 )
@@ -48,6 +47,7 @@ from cdp.errors import CdpError
 from cdp.graph import connected_components
 from cdp.identities import transform_normalize_values
 from cdp.identity_rules import NODE_COLUMNS, REPLAYED, transform_collapse
+from cdp.job import StepKey, run_job
 from cdp.lake import (
     IDENTITY_AUDIT,
     IDENTITY_LINKS,
@@ -58,9 +58,8 @@ from cdp.lake import (
     TableSpec,
     date_literal,
 )
-from cdp.run_context import RunContext, job_parser, parse_job_args
+from cdp.run_context import RunContext, job_parser
 from cdp.schemas import BATCH_DATE, RECORD_TS, ROW_NUMBER, SOURCE_FILE
-from cdp.spark import get_session
 from cdp.workspace.loader import Workspace
 from cdp.workspace.models import Namespace, SchemaSpec
 
@@ -533,10 +532,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["auto", "full"], default="auto",
                         help="auto: recompute only the components touched since the previous run when it is "
                              "compatible; full: rebuild every component")
-    args, ctx, ws = parse_job_args(parser, argv)
-    spark = get_session(STEP)
-    metrics = run(spark, ws, ctx, args.mode)
-    record_metrics(spark, ctx.lake, ctx.run_date, STEP, "all", metrics)
+    run_job(parser, argv, lambda _args: StepKey(STEP),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.mode),
+            requires=lambda _args, ws: [StepKey("ingest", d.name) for d in ws.identity_datasets])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp.errors import LandingError
+from cdp.ingestion.landing import list_landed_files
 from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, Lake
 from cdp.run_context import RunContext
 from cdp.settings import Settings
@@ -105,7 +106,7 @@ def test_validate_and_ingest_from_s3(spark: SparkSession, s3_env: str, repo_root
                         exports=str(tmp_path / "exports"))
     ctx = RunContext(run_date=DAY, run_id="s3-run", settings=settings)
     crm_uri, web_uri = f"s3://{BUCKET}/exports/crm/{day}/crm.csv", f"s3://{BUCKET}/exports/web/{day}/hits.jsonl"
-    assert validate.list_landed_files(settings, ws.datasets["web_events"], DAY) == [web_uri]
+    assert list_landed_files(settings, ws.datasets["web_events"], DAY) == [web_uri]
 
     assert validate.run(spark, ws, ctx, "crm_profiles") == {
         "rows_read": 2, "rows_valid": 1, "rows_quarantined": 1, "files": 1}
@@ -144,7 +145,7 @@ def test_missing_bucket_is_a_landing_error(s3_env: str, repo_root: Path, tmp_pat
     settings = Settings(workspace="unused", lake=str(tmp_path / "lake"), landing=str(tmp_path / "landing"),
                         exports=str(tmp_path / "exports"))
     with pytest.raises(LandingError) as caught:
-        validate.list_landed_files(settings, dataset, DAY)
+        list_landed_files(settings, dataset, DAY)
     message = str(caught.value)
     assert message.startswith("dataset web_events: cannot list s3://no-such-bucket/exports/web/2024-01-05: ")
     assert "NoSuchBucket" in message

@@ -11,10 +11,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from cdp.datasets import STORED_BATCH_DATE, STORED_ID
+from cdp.ingestion.checks import rejection_message, transform_check, transform_quarantine, transform_valid
+from cdp.ingestion.formats.csv import transform_csv
+from cdp.ingestion.formats.jsonl import transform_jsonl
+from cdp.ingestion.formats.parquet import read_parquet_file
+from cdp.ingestion.formats.text import read_text_lines, transform_number_lines
+from cdp.ingestion.landing import list_landed_files
+from cdp.ingestion.layout import LINE, RAW, REASONS, UnreadableFile
+from cdp.ingestion.records import read_records
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.settings import Settings
 from cdp.workspace.models import CsvOptions, DatasetSpec, Guardrails, Namespace, SchemaSpec
-from jobs import validate as V
 
 MEMBER = SchemaSpec.model_validate({
     "name": "member", "class": "profile", "timestamp_field": "updated_at",
@@ -47,7 +54,7 @@ CLICK = SchemaSpec.model_validate({
 LINES = T.StructType([
     T.StructField(SOURCE_FILE, T.StringType(), False),
     T.StructField(ROW_NUMBER, T.LongType(), True),
-    T.StructField(V.LINE, T.StringType(), True),
+    T.StructField(LINE, T.StringType(), True),
 ])
 
 OK = '"member_id": "M1", "updated_at": "2024-01-05T10:00:00Z"'  # the two required fields, valid
@@ -62,9 +69,9 @@ def lines_df(spark: SparkSession, lines: list[str], source: str = "/in/a.jsonl")
 def check_jsonl(spark: SparkSession, lines: list[str], schema: SchemaSpec = MEMBER,
                 guardrails: Guardrails | None = None) -> list[Reasons]:
     """The reasons of each line, in line order."""
-    checked = V.transform_check(V.transform_jsonl(lines_df(spark, lines), schema), schema, guardrails or Guardrails())
+    checked = transform_check(transform_jsonl(lines_df(spark, lines), schema), schema, guardrails or Guardrails())
     rows = checked.orderBy(SOURCE_FILE, ROW_NUMBER).collect()
-    return [[(r["code"], r["field"], r["message"]) for r in row[V.REASONS]] for row in rows]
+    return [[(r["code"], r["field"], r["message"]) for r in row[REASONS]] for row in rows]
 
 
 def one(spark: SparkSession, extra: str, guardrails: Guardrails | None = None) -> Reasons:
@@ -76,8 +83,8 @@ def test_valid_record_has_no_reasons_and_is_typed(spark: SparkSession) -> None:
     line = ('{"member_id": "M1", "email": "ann@example.com", "phone": "+33 (6) 12-34.56.78", "tier": "gold", '
             '"points": 120, "visits": "7", "joined_on": "2023-02-01", "site": "https://example.com/ann", '
             '"prefs": {"news": true}, "tags": ["a", "b"], "updated_at": "2024-01-05T10:00:00+01:00"}')
-    checked = V.transform_check(V.transform_jsonl(lines_df(spark, [line]), MEMBER), MEMBER, Guardrails())
-    valid = V.transform_valid(checked, MEMBER, dt.date(2024, 1, 6)).collect()
+    checked = transform_check(transform_jsonl(lines_df(spark, [line]), MEMBER), MEMBER, Guardrails())
+    valid = transform_valid(checked, MEMBER, dt.date(2024, 1, 6)).collect()
     assert [r.asDict(recursive=True) for r in valid] == [{
         "member_id": "M1", "email": "ann@example.com", "phone": "+33 (6) 12-34.56.78", "tier": "gold",
         "points": 120, "visits": 7, "joined_on": dt.date(2023, 2, 1), "site": "https://example.com/ann",
@@ -188,10 +195,10 @@ def test_duplicate_event_ids_keep_the_first_by_file_and_row(spark: SparkSession)
     b = lines_df(spark, ['{"event_id": "e1", ' + base + "}"], "/in/b.jsonl")
     a = lines_df(spark, ['{"event_id": "e1", ' + base + "}", '{"event_id": "e2", ' + base + "}",
                          '{"event_id": "e1", ' + base + "}"], "/in/a.jsonl")
-    checked = V.transform_check(V.transform_jsonl(b.union(a), CLICK), CLICK, Guardrails())
+    checked = transform_check(transform_jsonl(b.union(a), CLICK), CLICK, Guardrails())
     rows = checked.orderBy(SOURCE_FILE, ROW_NUMBER).collect()
     duplicate = [("duplicate_event_id", "event_id", "event id 'e1' already appears in /in/a.jsonl at row 1")]
-    assert [(r[SOURCE_FILE], r[ROW_NUMBER], [tuple(x) for x in r[V.REASONS]]) for r in rows] == [
+    assert [(r[SOURCE_FILE], r[ROW_NUMBER], [tuple(x) for x in r[REASONS]]) for r in rows] == [
         ("/in/a.jsonl", 1, []),
         ("/in/a.jsonl", 2, []),
         ("/in/a.jsonl", 3, duplicate),
@@ -200,9 +207,9 @@ def test_duplicate_event_ids_keep_the_first_by_file_and_row(spark: SparkSession)
 
 
 def test_quarantine_rows(spark: SparkSession) -> None:
-    checked = V.transform_check(V.transform_jsonl(lines_df(spark, ["{" + OK + "}", "oops"]), MEMBER), MEMBER,
+    checked = transform_check(transform_jsonl(lines_df(spark, ["{" + OK + "}", "oops"]), MEMBER), MEMBER,
                                 Guardrails())
-    rows = V.transform_quarantine(checked, "members", dt.date(2024, 1, 5)).collect()
+    rows = transform_quarantine(checked, "members", dt.date(2024, 1, 5)).collect()
     assert [r.asDict(recursive=True) for r in rows] == [{
         "dataset": "members", "batch_date": dt.date(2024, 1, 5), "source_file": "/in/a.jsonl", "row_number": 2,
         "raw": "oops", "reasons": [{"code": "malformed_record", "field": None, "message": "line is not valid JSON"}],
@@ -216,14 +223,14 @@ def test_bom_crlf_invalid_utf8_and_blank_lines(spark: SparkSession, tmp_path: Pa
                      b"   \r\n"
                      b'{"member_id": "M\xe9", "updated_at": "2024-01-05"}\r\n'
                      b'{"member_id": "M3", "updated_at": "2024-01-05"}')
-    lines = V.transform_number_lines(V.read_text_lines(spark, [str(path)]))
-    assert [(r[SOURCE_FILE], r[ROW_NUMBER], r[V.LINE]) for r in lines.orderBy(ROW_NUMBER).collect()] == [
+    lines = transform_number_lines(read_text_lines(spark, [str(path)]))
+    assert [(r[SOURCE_FILE], r[ROW_NUMBER], r[LINE]) for r in lines.orderBy(ROW_NUMBER).collect()] == [
         (str(path), 1, '{"member_id": "M1", "updated_at": "2024-01-05"}'),
         (str(path), 4, '{"member_id": "M\ufffd", "updated_at": "2024-01-05"}'),
         (str(path), 5, '{"member_id": "M3", "updated_at": "2024-01-05"}'),
     ]
-    checked = V.transform_check(V.transform_jsonl(lines, MEMBER), MEMBER, Guardrails())
-    valid = V.transform_valid(checked, MEMBER, dt.date(2024, 1, 5))
+    checked = transform_check(transform_jsonl(lines, MEMBER), MEMBER, Guardrails())
+    valid = transform_valid(checked, MEMBER, dt.date(2024, 1, 5))
     assert [(r["member_id"], r[ROW_NUMBER]) for r in valid.orderBy(ROW_NUMBER).collect()] == [
         ("M1", 1), ("M\ufffd", 4), ("M3", 5)]
 
@@ -238,10 +245,10 @@ def test_line_numbers_hold_when_files_are_split(spark: SparkSession, tmp_path: P
     previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "16")
     try:
-        lines = V.transform_number_lines(V.read_text_lines(spark, paths)).collect()
+        lines = transform_number_lines(read_text_lines(spark, paths)).collect()
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
-    assert sorted((r[SOURCE_FILE], r[ROW_NUMBER], r[V.LINE]) for r in lines) == sorted(
+    assert sorted((r[SOURCE_FILE], r[ROW_NUMBER], r[LINE]) for r in lines) == sorted(
         [(paths[0], n, f"a.jsonl-{n}") for n in range(1, 13)] + [(paths[1], n, f"b.jsonl-{n}") for n in range(1, 6)])
 
 
@@ -256,12 +263,12 @@ def test_csv_column_counts_and_header_mapping(spark: SparkSession, tmp_path: Pat
                      b"2024-01-05,M5,,diamond\r\n")
     dataset = DatasetSpec.model_validate({"name": "members", "schema": "member", "format": "csv",
                                           "source": {"path": "members/{date}"}})
-    parsed, unreadable = V.read_records(spark, dataset, MEMBER, [str(path)])
+    parsed, unreadable = read_records(spark, dataset, MEMBER, [str(path)])
     assert unreadable == []
-    checked = V.transform_check(parsed, MEMBER, Guardrails())
+    checked = transform_check(parsed, MEMBER, Guardrails())
     rows = checked.orderBy(ROW_NUMBER).collect()
     malformed = [("malformed_record", None, "row does not have the 4 columns of the header")]
-    assert [(r[ROW_NUMBER], r[V.RAW], [tuple(x) for x in r[V.REASONS]]) for r in rows] == [
+    assert [(r[ROW_NUMBER], r[RAW], [tuple(x) for x in r[REASONS]]) for r in rows] == [
         (2, "2024-01-05,M1,hi,gold", []),
         (3, "2024-01-05,M2,hi,gold,extra", malformed),
         (4, "2024-01-05,M3", malformed),
@@ -269,7 +276,7 @@ def test_csv_column_counts_and_header_mapping(spark: SparkSession, tmp_path: Pat
         (6, "2024-01-05,M5,,diamond",
          [("not_in_enum", "tier", "value 'diamond' is not one of bronze, silver, gold, platinum")]),
     ]
-    valid = V.transform_valid(checked, MEMBER, dt.date(2024, 1, 5)).orderBy(ROW_NUMBER).collect()
+    valid = transform_valid(checked, MEMBER, dt.date(2024, 1, 5)).orderBy(ROW_NUMBER).collect()
     assert [(r["member_id"], r["tier"], r["updated_at"]) for r in valid] == [
         ("M1", "gold", dt.datetime(2024, 1, 5)), ("M4, Jr", None, dt.datetime(2024, 1, 5))]
 
@@ -280,10 +287,10 @@ def test_csv_without_header_uses_declared_order(spark: SparkSession) -> None:
         {"name": "n", "type": "integer"}]})
     options = CsvOptions(delimiter=";", header=False)
     lines = lines_df(spark, ["a;1", "b;2;3", "c"], "/in/s.csv")
-    checked = V.transform_check(V.transform_csv(lines, schema, options, None), schema, Guardrails())
-    assert [[x["code"] for x in r[V.REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()] == [
+    checked = transform_check(transform_csv(lines, schema, options, None), schema, Guardrails())
+    assert [[x["code"] for x in r[REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()] == [
         [], ["malformed_record"], ["malformed_record"]]
-    valid = V.transform_valid(checked, schema, dt.date(2024, 1, 5)).collect()
+    valid = transform_valid(checked, schema, dt.date(2024, 1, 5)).collect()
     # No timestamp field: records are stamped with the start of the batch day (UTC).
     assert [(r["id"], r["n"], r["_record_ts"]) for r in valid] == [("a", 1, dt.datetime(2024, 1, 5))]
 
@@ -291,8 +298,8 @@ def test_csv_without_header_uses_declared_order(spark: SparkSession) -> None:
 def test_unreadable_parquet_file(spark: SparkSession, tmp_path: Path) -> None:
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"definitely not parquet")
-    read = V.read_parquet_file(spark, str(path))
-    assert isinstance(read, V.UnreadableFile)
+    read = read_parquet_file(spark, str(path))
+    assert isinstance(read, UnreadableFile)
     assert read.path == str(path)
     assert read.message.startswith("file cannot be read as Parquet: ")
     assert "is not a Parquet file" in read.message
@@ -303,18 +310,18 @@ def test_list_landed_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
     dataset = DatasetSpec.model_validate({"name": "web", "schema": "click", "format": "jsonl",
                                           "source": {"path": "web/{date}"}})
     with caplog.at_level(logging.WARNING, logger="jobs.validate"):
-        assert V.list_landed_files(settings, dataset, dt.date(2024, 1, 5)) == []
+        assert list_landed_files(settings, dataset, dt.date(2024, 1, 5)) == []
     assert f"landing folder {tmp_path}/web/2024-01-05 does not exist" in caplog.text
     folder = tmp_path / "web" / "2024-01-05"
     (folder / "sub").mkdir(parents=True)
     for name in ("b.jsonl", "a.jsonl", "_SUCCESS", ".a.jsonl.crc"):
         (folder / name).write_text("")
-    assert V.list_landed_files(settings, dataset, dt.date(2024, 1, 5)) == [str(folder / "a.jsonl"),
+    assert list_landed_files(settings, dataset, dt.date(2024, 1, 5)) == [str(folder / "a.jsonl"),
                                                                            str(folder / "b.jsonl")]
 
 
 def test_rejection_message() -> None:
-    assert V.rejection_message("web_events", 10, 3, 0.1, [("not_in_enum", 2), ("missing_required", 1)]) == (
+    assert rejection_message("web_events", 10, 3, 0.1, [("not_in_enum", 2), ("missing_required", 1)]) == (
         "dataset web_events: 3 of 10 records rejected (30.0% > 10.0% allowed); "
         "top reasons: not_in_enum 2, missing_required 1")
 
@@ -354,9 +361,9 @@ def test_number_overflow_is_told_apart_from_wrong_type(spark: SparkSession, extr
 def test_future_timestamp_beyond_the_skew(spark: SparkSession) -> None:
     def reasons(ts: str, skew: int = 60) -> Reasons:
         line = '{"event_id": "e1", "kind": "view", "ts": "' + ts + '", "ecid": "E1"}'
-        checked = V.transform_check(V.transform_jsonl(lines_df(spark, [line]), CLICK), CLICK,
+        checked = transform_check(transform_jsonl(lines_df(spark, [line]), CLICK), CLICK,
                                     Guardrails(max_future_skew_minutes=skew), run_date=dt.date(2024, 1, 5))
-        return [tuple(r) for r in checked.first()[V.REASONS]]  # type: ignore[index]
+        return [tuple(r) for r in checked.first()[REASONS]]  # type: ignore[index]
 
     # The run day ends at 2024-01-06T00:00Z; one hour of skew is tolerated.
     assert reasons("2024-01-06T01:00:00Z") == []
@@ -381,9 +388,9 @@ TWO_IDS = SchemaSpec.model_validate({
 
 
 def check_hits(spark: SparkSession, lines: list[str], guardrails: Guardrails | None = None) -> list[Reasons]:
-    checked = V.transform_check(V.transform_jsonl(lines_df(spark, lines), TWO_IDS), TWO_IDS,
+    checked = transform_check(transform_jsonl(lines_df(spark, lines), TWO_IDS), TWO_IDS,
                                 guardrails or Guardrails(), {"ecid": ECID, "email": EMAIL_NS})
-    return [[tuple(x) for x in r[V.REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()]
+    return [[tuple(x) for x in r[REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()]
 
 
 def hit(n: int, ecid: str | None, email: str | None = None) -> str:
@@ -458,11 +465,11 @@ def test_duplicate_event_id_against_stored_ids(spark: SparkSession) -> None:
     stored = spark.createDataFrame([("e1", dt.date(2024, 1, 3))], f"{STORED_ID} string, {STORED_BATCH_DATE} date")
     base = '"kind": "view", "ts": "2024-01-05T10:00:00Z", "ecid": "E1"'
     lines = [f'{{"event_id": "{i}", {base}}}' for i in ("e1", "e2", "e2", "e1")]
-    checked = V.transform_check(V.transform_jsonl(lines_df(spark, lines), CLICK), CLICK, Guardrails(),
+    checked = transform_check(transform_jsonl(lines_df(spark, lines), CLICK), CLICK, Guardrails(),
                                 stored_ids=stored)
     stored_msg = ("duplicate_event_id", "event_id",
                   "event id 'e1' is already stored in the dataset from the batch of 2024-01-03")
-    assert [[tuple(x) for x in r[V.REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()] == [
+    assert [[tuple(x) for x in r[REASONS]] for r in checked.orderBy(ROW_NUMBER).collect()] == [
         [stored_msg],
         [],
         [("duplicate_event_id", "event_id", "event id 'e2' already appears in /in/a.jsonl at row 2")],

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from cdp.ingestion.checks import transform_check, transform_quarantine, transform_valid
+from cdp.ingestion.layout import RAW, REASONS
+from cdp.ingestion.records import read_records
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 from cdp.workspace.models import DatasetSpec, Guardrails, SchemaSpec
-from jobs import validate as V
 
 NOTE = SchemaSpec.model_validate({
     "name": "note", "class": "profile", "timestamp_field": "updated_at",
@@ -29,11 +31,11 @@ def dataset(**csv: object) -> DatasetSpec:
 
 
 def checked_rows(spark: SparkSession, spec: DatasetSpec, paths: list[str]) -> list[tuple[object, ...]]:
-    parsed, unreadable = V.read_records(spark, spec, NOTE, paths)
+    parsed, unreadable = read_records(spark, spec, NOTE, paths)
     assert unreadable == []
-    checked = V.transform_check(parsed, NOTE, Guardrails())
+    checked = transform_check(parsed, NOTE, Guardrails())
     rows = checked.orderBy(SOURCE_FILE, ROW_NUMBER).collect()
-    return [(Path(r[SOURCE_FILE]).name, r[ROW_NUMBER], r[V.RAW], [x["code"] for x in r[V.REASONS]]) for r in rows]
+    return [(Path(r[SOURCE_FILE]).name, r[ROW_NUMBER], r[RAW], [x["code"] for x in r[REASONS]]) for r in rows]
 
 
 def test_rfc4180_quoted_fields_span_lines(spark: SparkSession, tmp_path: Path) -> None:
@@ -60,13 +62,13 @@ def test_rfc4180_quoted_fields_span_lines(spark: SparkSession, tmp_path: Path) -
         ("notes.csv", 8, f'A4,"extra, columns\nhere",{TS},oops', ["malformed_record"]),
         ("notes.csv", 11, f'A5,"never closed,{TS}\nA6,swallowed,{TS}', ["malformed_record"]),
     ]
-    parsed, _ = V.read_records(spark, dataset(escape='"'), NOTE, [str(path)])
-    checked = V.transform_check(parsed, NOTE, Guardrails())
-    valid = V.transform_valid(checked, NOTE, DAY).orderBy(ROW_NUMBER).collect()
+    parsed, _ = read_records(spark, dataset(escape='"'), NOTE, [str(path)])
+    checked = transform_check(parsed, NOTE, Guardrails())
+    valid = transform_valid(checked, NOTE, DAY).orderBy(ROW_NUMBER).collect()
     assert [(r["id"], r["note"], r[ROW_NUMBER]) for r in valid] == [
         ("A1", 'first line\nsecond "quoted" line', 2), ("A2", 'Monitor 27" wide', 4),
         ("A3", "has\n\nblank line inside", 5)]
-    quarantine = V.transform_quarantine(checked, "notes", DAY).orderBy("row_number").collect()
+    quarantine = transform_quarantine(checked, "notes", DAY).orderBy("row_number").collect()
     assert [(r["row_number"], [(x["code"], x["message"]) for x in r["reasons"]]) for r in quarantine] == [
         (8, [("malformed_record", "row does not have the 3 columns of the header")]),
         (11, [("malformed_record", "a quoted field opened in this record is not closed before the end of the file")]),
@@ -87,7 +89,7 @@ def test_backslash_escapes_and_files_without_multiline_records(spark: SparkSessi
         ("b.csv", 3, f"C1,{TS},x", []),
         ("b.csv", 4, f"C2,{TS}", ["malformed_record"]),
     ]
-    parsed, _ = V.read_records(spark, dataset(), NOTE, [str(multi), str(plain)])
-    valid = V.transform_valid(V.transform_check(parsed, NOTE, Guardrails()), NOTE, DAY)
+    parsed, _ = read_records(spark, dataset(), NOTE, [str(multi), str(plain)])
+    valid = transform_valid(transform_check(parsed, NOTE, Guardrails()), NOTE, DAY)
     assert sorted((r["id"], r["note"]) for r in valid.collect()) == [
         ("B1", 'say "hi"\nbye'), ("B2", 'one "line"'), ("C1", "x")]

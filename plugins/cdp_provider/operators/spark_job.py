@@ -12,10 +12,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.exceptions import AirflowException, AirflowFailException
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from cdp.settings import JOBS_DIR, Settings
 from cdp.spark_conf import delta_jars, submit_conf
+
+# cdp.job.EXIT_DETERMINISTIC, repeated here so that the DAG's parse does not import pyspark.
+EXIT_DETERMINISTIC = 3
 
 
 class CdpSparkJobOperator(SparkSubmitOperator):
@@ -63,4 +67,13 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         self.jars = ",".join(delta_jars())
         self.conf = {**submit_conf(), **(self.conf or {})}
         self._driver_memory = self._driver_memory or os.environ.get("CDP_DRIVER_MEMORY", "2g")
-        super().execute(context)
+        try:
+            super().execute(context)
+        except AirflowException as exc:
+            # The hook reports the job's exit code; this one means the same inputs fail the same way again
+            # (a workspace error, a rejected batch, a failed quality gate): fail now, do not retry.
+            if f"Error code is: {EXIT_DETERMINISTIC}." in str(exc):
+                raise AirflowFailException(
+                    f"job {self.job} failed with an error that a retry cannot fix (see the job's log above); "
+                    "fix the cause, then clear the task") from exc
+            raise

@@ -1,0 +1,1 @@
+"""One module per landed file format, each bringing its records to the parsed layout."""

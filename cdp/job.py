@@ -1,0 +1,121 @@
+"""The one entry point every Spark job's ``main`` uses: arguments, session, prerequisites, run, metrics, exit code.
+
+A job step (validate, ingest, resolve_identities, ...) writes several tables for its run date. If it
+is killed between two commits the day is half-written, so each step records itself in the
+``step_runs`` table: ``started`` before its first write, ``committed`` after its last one. A step
+refuses to start unless every step it reads from is committed for the run date
+(:class:`~cdp.errors.StepNotReadyError`), so a half-written day is never read; re-running the
+killed step replaces its slices and commits it.
+
+Exit codes tell Airflow whether a retry can help: :data:`EXIT_DETERMINISTIC` for errors that the
+same inputs will raise again (a workspace error, a rejected batch, a failed quality gate, a step not
+ready), which the operator fails at once without retrying; 1 for anything else (a lost executor, a
+storage hiccup), which Airflow retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import NoReturn
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from cdp.delta_io import read_table, record_metrics, replace_slice
+from cdp.errors import CdpError, StepNotReadyError
+from cdp.lake import STEP_RUNS, Lake, date_literal
+from cdp.run_context import RunContext, parse_job_args
+from cdp.spark import get_session
+from cdp.workspace.loader import Workspace
+
+log = logging.getLogger(__name__)
+
+# spark-submit passes the Python driver's exit code on; the operator maps this one to "do not retry".
+EXIT_DETERMINISTIC = 3
+STARTED = "started"
+COMMITTED = "committed"
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """A step of one run date: its name and its scope (a dataset, a destination, or ``all``)."""
+
+    step: str
+    scope: str = "all"
+
+    def __str__(self) -> str:
+        return self.step if self.scope == "all" else f"{self.step}[{self.scope}]"
+
+
+def mark_step(spark: SparkSession, lake: Lake, run_date: dt.date, key: StepKey, status: str, run_id: str) -> None:
+    """Record ``status`` for the step of the run date (replacing what an earlier attempt recorded)."""
+    assert STEP_RUNS.schema is not None
+    now = dt.datetime.now(dt.UTC)
+    row = spark.createDataFrame([(run_date, key.step, key.scope, status, run_id, now)], STEP_RUNS.schema)
+    predicate = f"run_date = {date_literal(run_date)} AND step = '{key.step}' AND scope = '{key.scope}'"
+    replace_slice(row, lake.path(STEP_RUNS), predicate, STEP_RUNS.partition_by)
+
+
+def step_statuses(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[StepKey, str]:
+    """The status of every step recorded for the run date."""
+    rows = read_table(spark, lake.path(STEP_RUNS), STEP_RUNS.schema).where(
+        F.col("run_date") == F.lit(run_date)).select("step", "scope", "status").collect()
+    return {StepKey(r["step"], r["scope"]): r["status"] for r in rows}
+
+
+def check_prerequisites(spark: SparkSession, lake: Lake, run_date: dt.date, step: StepKey,
+                        requires: Sequence[StepKey]) -> None:
+    """Raise StepNotReadyError unless every step of ``requires`` is committed for the run date."""
+    if not requires:
+        return
+    statuses = step_statuses(spark, lake, run_date)
+    problems = []
+    for needed in requires:
+        status = statuses.get(needed)
+        if status is None:
+            problems.append(f"{needed} has not run for {run_date}")
+        elif status != COMMITTED:
+            problems.append(f"{needed} started for {run_date} but did not finish (its tables may be half-written)")
+    if problems:
+        raise StepNotReadyError(f"{step} cannot start: " + "; ".join(problems)
+                                + ". Run (or clear and re-run) those tasks first.")
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
+    # Turn SIGTERM (Airflow stopping the task) into SystemExit so that `finally` blocks clean up
+    # temporary files (downloaded landing files hold PII) before the process ends.
+    raise SystemExit(128 + signum)
+
+
+def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None, step: Callable[[argparse.Namespace], StepKey],
+            body: Callable[[SparkSession, Workspace, RunContext, argparse.Namespace], dict[str, int] | None],
+            requires: Callable[[argparse.Namespace, Workspace], Sequence[StepKey]] = lambda _a, _w: (),
+            record: bool = True) -> None:
+    """Parse the job's arguments, check its prerequisites, run ``body`` between the step's started and
+    committed marks, record its metrics, and exit with a code that tells Airflow whether to retry.
+
+    ``record`` False: a read-only step (a quality gate, the report) that writes no step mark.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        args, ctx, ws = parse_job_args(parser, argv)
+        key = step(args)
+        spark = get_session(f"cdp-{key.step}-{key.scope}")
+        check_prerequisites(spark, ctx.lake, ctx.run_date, key, requires(args, ws))
+        if record:
+            mark_step(spark, ctx.lake, ctx.run_date, key, STARTED, ctx.run_id)
+        metrics = body(spark, ws, ctx, args)
+        if metrics is not None:
+            record_metrics(spark, ctx.lake, ctx.run_date, key.step, key.scope, metrics)
+        if record:
+            mark_step(spark, ctx.lake, ctx.run_date, key, COMMITTED, ctx.run_id)
+    except CdpError as exc:
+        log.error("%s", exc)
+        sys.exit(1 if exc.retryable else EXIT_DETERMINISTIC)
