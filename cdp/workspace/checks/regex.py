@@ -74,7 +74,7 @@ def pattern_uses(ws: Workspace) -> list[PatternUse]:
 
 
 def anchored(pattern: str) -> str:
-    """How the validate job matches a whole value (jobs/validate.py ``_full_match``)."""
+    """How the validate job matches a whole value (cdp/ingestion/checks.py ``_full_match``)."""
     return f"^(?:{pattern})$"
 
 
