@@ -173,7 +173,7 @@ def _yaml_error(exc: yaml.YAMLError) -> YamlProblem:
 def parse_yaml(data: bytes) -> Any:
     """The one document in ``data`` (None when empty), or raise YamlProblem."""
     if len(data) > MAX_FILE_BYTES:
-        raise YamlProblem("", f"is {len(data)} bytes; a workspace file may hold at most {MAX_FILE_BYTES} bytes")
+        raise YamlProblem("", f"is larger than {MAX_FILE_BYTES} bytes, the limit of a workspace file; split it")
     text = _utf8_text(data)
     loader = _Composer(text)
     try:

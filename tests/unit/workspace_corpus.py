@@ -388,3 +388,5 @@ case("root_file_misnamed", [remove("workspace.yaml"), write("workspace.yml", "na
 case("upper_case_extension_no_cascade", [remove("audiences/gold_members.yaml"),
                                           write("audiences/gold_members.YML", "id: gold_members\n")],
      "audiences/gold_members.YML: has an upper-case extension and is not read: rename it to gold_members.yml")
+case("file_too_large", [write("audiences/huge.yaml", "id: huge\nname: huge\n" + "# padding\n" * 120_000)],
+     "audiences/huge.yaml: is larger than 1048576 bytes, the limit of a workspace file; split it")
