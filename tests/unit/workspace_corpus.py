@@ -390,3 +390,8 @@ case("upper_case_extension_no_cascade", [remove("audiences/gold_members.yaml"),
      "audiences/gold_members.YML: has an upper-case extension and is not read: rename it to gold_members.yml")
 case("file_too_large", [write("audiences/huge.yaml", "id: huge\nname: huge\n" + "# padding\n" * 120_000)],
      "audiences/huge.yaml: is larger than 1048576 bytes, the limit of a workspace file; split it")
+# A renamed schema field is one root cause: the audience and the destination that name it give one problem.
+case("renamed_field_one_problem", [replace("schemas/loyalty_member.yaml", "{name: tier,", "{name: loyalty_tier,")],
+     "audiences/gold_members.yaml: rule.attribute: unknown attribute 'tier' (profile attributes: birth_date, city, "
+     "consent_marketing, country, crm_id, email, first_name, joined_on, last_name, loyalty_id, loyalty_tier, phone, "
+     "points, updated_at); also named by destinations/marketing_landing.yaml: mapping.3.source")

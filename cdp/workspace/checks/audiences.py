@@ -8,7 +8,14 @@ import datetime as dt
 from typing import Any
 
 from cdp.errors import WorkspaceProblem
-from cdp.workspace.checks.base import CheckContext, attributes_known, defined, resolve_attribute
+from cdp.workspace.checks.base import (
+    CheckContext,
+    attributes_known,
+    defined,
+    first_reference_note,
+    resolve_attribute,
+    unknown_attribute_references,
+)
 from cdp.workspace.models import (
     AttributeCondition,
     EventCondition,
@@ -90,12 +97,15 @@ def check_operator(op: str, value: Any, spec: FieldSpec, kind: str, name: str, r
     return []
 
 
-def _check_attribute_condition(ws: Workspace, condition: AttributeCondition, rel: str,
-                               path: str) -> list[WorkspaceProblem]:
+def _check_attribute_condition(ws: Workspace, condition: AttributeCondition, rel: str, path: str,
+                               unknown: dict[str, list[tuple[str, str]]]) -> list[WorkspaceProblem]:
     """The attribute exists (dotted paths through objects), match/key fit arrays/maps, the operator fits."""
     spec, why = resolve_attribute(ws.profile_attributes(), condition.attribute)
     if spec is None:
-        return [WorkspaceProblem(rel, f"{path}.attribute", why)]
+        note = first_reference_note(unknown, condition.attribute, rel, f"{path}.attribute")
+        if condition.attribute.split(".")[0] in ws.profile_attributes():
+            note = ""  # a known object without that field: this reference's own problem
+        return [] if note is None else [WorkspaceProblem(rel, f"{path}.attribute", why + note)]
     if condition.key is not None and spec.type != "map":
         return [WorkspaceProblem(rel, f"{path}.key", f"'key' applies to a map attribute; "
                                                      f"'{condition.attribute}' is {spec.type}")]
@@ -158,12 +168,13 @@ def _check_event_fields(ws: Workspace, event: EventCondition | SequenceStep, sco
     return problems
 
 
-def _check_node(ws: Workspace, rule: Rule, rel: str, path: str) -> list[WorkspaceProblem]:
+def _check_node(ws: Workspace, rule: Rule, rel: str, path: str,
+                unknown: dict[str, list[tuple[str, str]]]) -> list[WorkspaceProblem]:
     """One node of a rule (its children are visited by Rule.walk)."""
     problems: list[WorkspaceProblem] = []
     condition = rule.attribute_condition
     if condition is not None:
-        problems.extend(_check_attribute_condition(ws, condition, rel, path))
+        problems.extend(_check_attribute_condition(ws, condition, rel, path, unknown))
     if rule.audience is not None and rule.audience not in ws.audiences \
             and not ws.is_broken("audiences", rule.audience):
         problems.append(WorkspaceProblem(rel, f"{path}.audience", f"unknown audience '{rule.audience}'"
@@ -229,9 +240,10 @@ def check(ws: Workspace, ctx: CheckContext) -> list[WorkspaceProblem]:
     if not attributes_known(ws):
         return []
     problems: list[WorkspaceProblem] = []
+    unknown = unknown_attribute_references(ws)
     for audience in ws.audiences.values():
         rel = ws.files[f"audiences/{audience.id}"]
         for path, node in audience.rule.walk():
-            problems.extend(_check_node(ws, node, rel, path))
+            problems.extend(_check_node(ws, node, rel, path, unknown))
     problems.extend(audience_cycles(ws))
     return problems

@@ -53,3 +53,44 @@ def identity_attribute_names(ws: Workspace) -> set[str]:
     for dataset in ws.profile_datasets:
         names.update(f.name for f in ws.schemas[dataset.schema_].identity_fields)
     return names
+
+
+def unknown_attribute_references(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
+    """(file, key) of every reference to an attribute whose first name is no profile attribute, by that
+    name, in the order problems are reported (audiences, then destinations). A misspelt or renamed
+    field is one root cause: it is reported once, at the first reference, naming the others."""
+    from cdp.workspace.models import PROFILE_ID_SOURCE
+
+    attributes = ws.profile_attributes()
+    found: dict[str, list[tuple[str, str]]] = {}
+
+    def add(name: str, rel: str, key: str) -> None:
+        head = name.split(".")[0]
+        if head not in attributes:
+            found.setdefault(head, []).append((rel, key))
+
+    for audience in ws.audiences.values():
+        rel = ws.files[f"audiences/{audience.id}"]
+        for path, node in audience.rule.walk():
+            if node.attribute is not None:
+                add(node.attribute, rel, f"{path}.attribute")
+    for dest in ws.destinations.values():
+        rel = ws.files[f"destinations/{dest.name}"]
+        for i, mapped in enumerate(dest.mapping):
+            if mapped.namespace is None and mapped.source != PROFILE_ID_SOURCE:
+                add(mapped.source, rel, f"mapping.{i}.source")
+        if dest.deduplication is not None:
+            for i, name in enumerate(dest.deduplication.attributes or []):
+                add(name, rel, f"deduplication.attributes.{i}")
+    return found
+
+
+def first_reference_note(references: dict[str, list[tuple[str, str]]], name: str, rel: str,
+                         key: str) -> str | None:
+    """None when (rel, key) is not the first reference to unknown ``name`` (its problem is reported there),
+    else the text naming the other references ("" when there are none)."""
+    places = references.get(name.split(".")[0], [])
+    if not places or places[0] != (rel, key):
+        return None
+    others = places[1:]
+    return f"; also named by {', '.join(f'{r}: {k}' for r, k in others)}" if others else ""

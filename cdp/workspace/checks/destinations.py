@@ -17,8 +17,10 @@ from cdp.errors import WorkspaceProblem
 from cdp.workspace.checks.base import (
     CheckContext,
     attributes_known,
+    first_reference_note,
     identity_attribute_names,
     resolve_attribute,
+    unknown_attribute_references,
 )
 from cdp.workspace.checks.paths import placeholder_problem, render
 from cdp.workspace.file_names import (
@@ -48,6 +50,7 @@ def _mapping(ws: Workspace, dest: FileDestination, rel: str) -> list[WorkspacePr
     problems: list[WorkspaceProblem] = []
     attributes = ws.profile_attributes()
     identity_attributes = identity_attribute_names(ws)
+    unknown = unknown_attribute_references(ws)
     resolved_all, identifies = True, False
     headers: dict[str, int] = {}
     for i, mapped in enumerate(dest.mapping):
@@ -71,8 +74,11 @@ def _mapping(ws: Workspace, dest: FileDestination, rel: str) -> list[WorkspacePr
             spec, _ = resolve_attribute(attributes, mapped.source)
             if spec is None:
                 resolved_all = False
-                problems.append(WorkspaceProblem(rel, f"{key}.source", f"attribute '{mapped.source}' is not a "
-                                                 "profile attribute"))
+                note = "" if mapped.source.split(".")[0] in attributes else \
+                    first_reference_note(unknown, mapped.source, rel, f"{key}.source")
+                if note is not None:
+                    problems.append(WorkspaceProblem(rel, f"{key}.source", f"attribute '{mapped.source}' is not a "
+                                                     f"profile attribute{note}"))
                 continue
             identifies = identifies or mapped.source in identity_attributes
             if mapped.hash is not None and (spec.type != "string" or spec.format not in HASHABLE_FORMATS):
@@ -96,8 +102,11 @@ def _mapping(ws: Workspace, dest: FileDestination, rel: str) -> list[WorkspacePr
     if dedup is not None and dedup.attributes is not None:
         for i, name in enumerate(dedup.attributes):
             if resolve_attribute(attributes, name)[0] is None:
-                problems.append(WorkspaceProblem(rel, f"deduplication.attributes.{i}",
-                                                 f"attribute '{name}' is not a profile attribute"))
+                note = "" if name.split(".")[0] in attributes else \
+                    first_reference_note(unknown, name, rel, f"deduplication.attributes.{i}")
+                if note is not None:
+                    problems.append(WorkspaceProblem(rel, f"deduplication.attributes.{i}",
+                                                     f"attribute '{name}' is not a profile attribute{note}"))
     return problems
 
 
