@@ -146,15 +146,9 @@ class EventCounter:
         return {f["field"] for f in self.filters} | ({self.field} if self.field else set())
 
 
-def _walk(rule: Rule) -> Iterable[Rule]:
-    yield rule
-    for child in (rule.all or []) + (rule.any or []) + ([rule.not_] if rule.not_ is not None else []):
-        yield from _walk(child)
-
-
 def referenced_audiences(rule: Rule) -> list[str]:
     """The audience ids a rule names (``audience: id``), in order of appearance."""
-    return [node.audience for node in _walk(rule) if node.audience is not None]
+    return [node.audience for _, node in rule.walk() if node.audience is not None]
 
 
 def with_dependencies(audiences: Mapping[str, AudienceSpec], ids: Iterable[str]) -> list[AudienceSpec]:
@@ -186,7 +180,7 @@ def collect_event_counters(audiences: Iterable[AudienceSpec]) -> list[EventCount
     """Every distinct event measure across the audiences, in a stable order."""
     found: set[EventCounter] = set()
     for a in audiences:
-        for node in _walk(a.rule):
+        for _, node in a.rule.walk():
             if node.events is not None:
                 found.add(EventCounter.of(node.events))
             if node.last_event is not None:

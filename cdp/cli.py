@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +22,9 @@ from cdp.errors import WorkspaceError
 from cdp.settings import REPO_ROOT, Settings
 
 if TYPE_CHECKING:
-    from cdp.workspace.loader import Workspace
+    from cdp.workspace.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def _out(text: str) -> None:
@@ -28,13 +32,31 @@ def _out(text: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Print every problem of the workspace (exit 1), or that it is valid and how each audience evaluates.
+
+    Whatever goes wrong is printed as a problem, never as a traceback: an error this command did not
+    foresee names the workspace and asks for a report, and the exit code is still 1.
+    """
+    try:
+        return _validate(args)
+    except Exception as exc:
+        log.debug("cdp validate failed unexpectedly", exc_info=True)
+        _out(f"{args.workspace}: unexpected error while checking the workspace: {type(exc).__name__}: {exc} "
+             "(this is a bug of cdp validate: please report it with the workspace that causes it)")
+        _out("1 problem(s) found")
+        return 1
+
+
+def _validate(args: argparse.Namespace) -> int:
     from cdp.workspace.loader import load_workspace
 
     try:
         ws = load_workspace(args.workspace)
     except WorkspaceError as exc:
         for problem in exc.problems:
-            _out(f"{args.workspace}/{problem}")
+            # A problem of the folder itself already names it.
+            _out(str(problem) if os.path.isabs(problem.file) or problem.file == args.workspace
+                 else f"{args.workspace}/{problem}")
         _out(f"{len(exc.problems)} problem(s) found")
         return 1
     breaking = _schema_changes(ws, args.lake)
@@ -60,10 +82,16 @@ def _schema_changes(ws: Workspace, lake: str) -> list[str]:
     lines = []
     for name in sorted(ws.datasets):
         path = Lake(lake).path(DATASET, name)
-        stored = read_delta_schema(path)
+        schema = ws.schema_of(name)
+        try:
+            stored = read_delta_schema(path)
+        except (OSError, ValueError, KeyError) as exc:
+            lines.append(f"{ws.files[f'schemas/{schema.name}']}: cannot compare with the table of dataset {name} "
+                         f"({path}): its Delta log cannot be read ({type(exc).__name__}: {exc}); repair the table "
+                         "or pass another --lake")
+            continue
         if stored is None:
             continue
-        schema = ws.schema_of(name)
         for field, message in breaking_changes(declared_table_struct(schema), stored):
             lines.append(f"{ws.files[f'schemas/{schema.name}']}: fields.{field}: {message} "
                          f"(dataset {name}, table {path})")

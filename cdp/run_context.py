@@ -54,4 +54,5 @@ def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) 
     args = parser.parse_args(argv)
     settings = Settings(workspace=args.workspace, lake=args.lake, landing=args.landing, exports=args.exports)
     ctx = RunContext(run_date=args.run_date, run_id=args.run_id, settings=settings)
-    return args, ctx, load_workspace(settings.workspace)
+    # Paths are checked against the roots this job was given, not the environment's.
+    return args, ctx, load_workspace(settings.workspace, settings)

@@ -1,4 +1,9 @@
-"""Step export: one CSV file per audience of a destination, with the members of the run date.
+"""Step export: one CSV file per audience of a local destination, with the members of the run date.
+
+Only what this step implements runs: a ``local`` destination, format csv without compression, one
+file per audience, full export. A destination using anything else (another type, hashing, mandatory
+fields, deduplication, ...) is refused with an ExportError naming the options, rather than exported
+without them (a hash silently skipped would send raw e-mails).
 
 A file holds the audience's realized and existing members joined to their profile of the run
 date, in the destination's mapping order (then, optionally, membership_status and
@@ -13,9 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 import shutil
-import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,18 +33,18 @@ from cdp.errors import CdpError
 from cdp.job import StepKey, run_job
 from cdp.lake import AUDIENCE_MEMBERSHIP, EXPORT_LOG, PROFILES, date_literal
 from cdp.run_context import RunContext, job_parser
-from cdp.workspace.loader import Workspace
+from cdp.workspace.file_names import MAX_FILE_NAME_BYTES, render_file_name, slugify
 from cdp.workspace.models import AudienceSpec, DestinationSpec
+from cdp.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 STEP = "export"
 MEMBER_STATUSES = ("realized", "existing")
 STATUS_HEADERS = ("membership_status", "last_qualification_time")
-MAX_FILE_NAME = 255  # bytes, the limit of common file systems
+MAX_FILE_NAME = MAX_FILE_NAME_BYTES
 IDENTITY_SEPARATOR = "|"
-TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss'Z'"
-DATE_FORMAT = "yyyy-MM-dd"
+__all__ = ["ExportError", "file_name", "run", "slugify", "transform_export"]
 
 # Internal column names: the headers are only applied at the very end (positionally), so a
 # header may be any text without clashing with these or being parsed as a column path.
@@ -62,19 +65,10 @@ def headers_of(dest: DestinationSpec) -> list[str]:
     return headers
 
 
-def slugify(text: str) -> str:
-    """Lower-case ASCII words joined by '-' ("Gold & platinum members" -> "gold-platinum-members")."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
 def file_name(dest: DestinationSpec, audience: AudienceSpec, run_date: dt.date) -> str:
-    """The export file's name from the destination's template, with the .csv extension."""
-    name = dest.file_name
-    for placeholder, value in (("{destination}", dest.name), ("{audience_id}", audience.id),
-                               ("{audience_name}", slugify(audience.name)), ("{date}", run_date.strftime("%Y%m%d"))):
-        name = name.replace(placeholder, value)
-    name = f"{name}.{dest.format}"
+    """The export file's name from the destination's template (date-time macros: the run date, 00:00 UTC),
+    with its extension."""
+    name = render_file_name(dest, audience.id, audience.name, dt.datetime.combine(run_date, dt.time(0), dt.UTC))
     if "/" in name or name in (".", ".."):
         raise ExportError(f"destination '{dest.name}': file name '{name}' is not a plain file name")
     if len(name.encode("utf-8")) > MAX_FILE_NAME:
@@ -82,6 +76,21 @@ def file_name(dest: DestinationSpec, audience: AudienceSpec, run_date: dt.date) 
                           f"{len(name.encode('utf-8'))} bytes, more than {MAX_FILE_NAME}: shorten file_name "
                           f"({dest.file_name!r})")
     return name
+
+
+def unsupported_options(dest: DestinationSpec) -> list[str]:
+    """The options of ``dest`` this step does not implement yet (empty: it can be exported)."""
+    found = [f"type {dest.type}"] if dest.type != "local" else []
+    found += [f"format {dest.format}"] if dest.format != "csv" else []
+    found += [f"compression {dest.effective_compression}"] if dest.effective_compression != "none" else []
+    found += [f"layout {dest.layout}"] if dest.layout != "per_audience" else []
+    found += [f"export {dest.export}"] if dest.export != "full" else []
+    found += ["deduplication"] if dest.deduplication is not None else []
+    found += ["manifest"] if dest.manifest else []
+    found += [f"encryption {dest.encryption}"] if dest.encryption is not None else []
+    found += [f"mapping.{i}.hash" for i, m in enumerate(dest.mapping) if m.hash is not None]
+    found += [f"mapping.{i}.required" for i, m in enumerate(dest.mapping) if m.required]
+    return found
 
 
 def _mapped_column(source: str, namespace: str | None, dtype: T.DataType | None) -> Column:
@@ -101,7 +110,8 @@ def transform_export(members: DataFrame, profiles: DataFrame, dest: DestinationS
     named ``__c0``, ``__c1``, ... in header order (see :func:`audience_rows`).
     """
     headers = headers_of(dest)
-    missing = [m.source for m in dest.mapping if m.namespace is None and m.source not in profiles.columns]
+    missing = [m.source for m in dest.mapping
+               if m.namespace is None and m.source.split(".")[0] not in profiles.columns]
     if missing:
         raise ExportError(f"destination '{dest.name}': attribute(s) {', '.join(missing)} are not profile columns")
     types = {f.name: f.dataType for f in profiles.schema.fields}
@@ -134,7 +144,8 @@ def publish_local(write: Callable[[str], None], target: str) -> int:
     """
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
-    temp_dir = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+    # Short, whatever the target's name: a 255-byte file name must not make its temporary folder too long.
+    temp_dir = os.path.join(folder, f".cdp-{uuid.uuid4().hex}.tmp")
     try:
         write(temp_dir)
         parts = sorted(p for p in Path(temp_dir).iterdir() if p.name.startswith("part-") and p.suffix == ".csv")
@@ -153,8 +164,10 @@ def write_csv(df: DataFrame, dest: DestinationSpec, target: str) -> int:
         "quote": dest.csv.quote,
         "escape": dest.csv.escape,
         "header": str(dest.csv.header).lower(),
-        "timestampFormat": TIMESTAMP_FORMAT,
-        "dateFormat": DATE_FORMAT,
+        "nullValue": dest.csv.null_value,
+        "emptyValue": dest.csv.empty_value,
+        "timestampFormat": dest.csv.timestamp_format,
+        "dateFormat": dest.csv.date_format,
         "timeZone": "UTC",  # the 'Z' of the format is only true in UTC
         "encoding": "UTF-8",
     }
@@ -166,10 +179,15 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str) -
     if destination not in ws.destinations:
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
+    unsupported = unsupported_options(dest)
+    if unsupported:
+        raise ExportError(f"destination '{dest.name}' uses {', '.join(unsupported)}, which this export step does "
+                          "not implement yet (it writes local CSV files, one per audience, full export)")
     lake, day = ctx.lake, ctx.run_date
     headers = headers_of(dest)
     audiences = [ws.audiences[a] for a in dest.audiences]
-    folder = os.path.join(ctx.settings.exports, dest.path)  # an absolute dest.path wins
+    # cdp validate has kept the path under the exports root (unless workspace.yaml allows otherwise).
+    folder = os.path.join(ctx.settings.exports, dest.path.format(date=day.isoformat(), destination=dest.name))
     targets = {a.id: os.path.join(folder, file_name(dest, a, day)) for a in audiences}  # fail before writing
 
     members = read_table(spark, lake.path(AUDIENCE_MEMBERSHIP)).where(F.col("run_date") == F.lit(day))
@@ -178,6 +196,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str) -
     frame = transform_export(members, profiles, dest).persist()
     try:
         rows = {r[_AUDIENCE]: int(r["count"]) for r in frame.groupBy(_AUDIENCE).count().collect()}
+        too_many = sorted(a for a, n in rows.items() if n > dest.split_rows)
+        if too_many:
+            raise ExportError(f"destination '{dest.name}': audience(s) {', '.join(too_many)} have more than "
+                              f"split_rows ({dest.split_rows}) members; splitting files is not implemented yet")
         log_rows = []
         for audience in audiences:
             size = write_csv(audience_rows(frame, audience.id, headers), dest, targets[audience.id])

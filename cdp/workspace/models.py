@@ -7,9 +7,20 @@ file and the key instead of a setting silently ignored.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 FieldType = Literal[
     "string", "integer", "long", "double", "decimal", "boolean", "date", "timestamp", "object", "array", "map"
@@ -20,8 +31,29 @@ SchemaClass = Literal["profile", "event"]
 FileFormat = Literal["jsonl", "csv", "parquet"]
 
 
+# Windows, skews and time-to-live in days stay within a century: far beyond any real window, and
+# always within what Python dates and Spark timestamps hold around a run date (10**9 days is not).
+MAX_DAYS = 36_600
+MAX_MINUTES = MAX_DAYS * 24 * 60
+Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
+DaysAgo = Annotated[StrictInt, Field(ge=0, le=MAX_DAYS)]
+Count = Annotated[StrictInt, Field(ge=1)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # NaN and infinity are not numbers a workspace means: refused wherever a float is declared.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+def single_character(value: str, what: str) -> str:
+    """``value`` if it is exactly one character, else a ValueError naming ``what``."""
+    if len(value) != 1:
+        raise ValueError(f"{what} must be exactly one character, got {value!r}")
+    if value in "\r\n":
+        raise ValueError(f"{what} cannot be a line break")
+    return value
 
 
 class IdentityDescriptor(Strict):
@@ -43,8 +75,8 @@ class FieldSpec(Strict):
     identity: IdentityDescriptor | None = None
     labels: list[str] = Field(default_factory=list)
     # decimal(precision, scale)
-    precision: int = Field(default=18, ge=1, le=38)
-    scale: int = Field(default=2, ge=0, le=38)
+    precision: StrictInt = Field(default=18, ge=1, le=38)
+    scale: StrictInt = Field(default=2, ge=0, le=38)
     # object: nested fields; array: element; map: value (keys are strings)
     fields: list[FieldSpec] | None = None
     items: FieldSpec | None = None
@@ -62,6 +94,8 @@ class FieldSpec(Strict):
             raise ValueError(f"'format' applies to string fields, not {self.type}")
         if self.identity is not None and self.type != "string":
             raise ValueError("an identity field must be of type string")
+        if self.type == "decimal" and self.scale > self.precision:
+            raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
         return self
 
 
@@ -106,7 +140,7 @@ class Namespace(Strict):
     blocked_patterns: list[str] = Field(default_factory=list)
     # a link to an identity of this namespace not seen again for this many days is dropped (None: the
     # workspace's guardrails.link_ttl_days; a link between two namespaces expires after the shorter of both)
-    link_ttl_days: int | None = Field(default=None, ge=1)
+    link_ttl_days: Days | None = None
 
 
 class NamespacesFile(Strict):
@@ -126,12 +160,25 @@ class Source(Strict):
 
 
 class CsvOptions(Strict):
+    """How a dataset's landed CSV files are read: single characters for delimiter, quote and escape."""
+
     delimiter: str = ","
     quote: str = '"'
     escape: str = "\\"
     header: bool = True
     # a header column that is no declared field: reject quarantines the file (bad_header), ignore drops the column
     unknown_columns: Literal["reject", "ignore"] = "reject"
+
+    @field_validator("delimiter", "quote", "escape")
+    @classmethod
+    def _one_character(cls, value: str, info: Any) -> str:
+        return single_character(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CsvOptions:
+        if self.delimiter == self.quote:
+            raise ValueError(f"delimiter and quote are both {self.delimiter!r}; they must differ")
+        return self
 
 
 class DatasetSpec(Strict):
@@ -150,23 +197,23 @@ class DatasetSpec(Strict):
 class Guardrails(Strict):
     """Limits from the product reference, as defaults the workspace may change."""
 
-    max_rejected_share: float = Field(default=0.10, ge=0.0, le=1.0)
-    max_identities_per_record: int = 20
-    max_identity_length: int = 1024
+    max_rejected_share: Share = 0.10
+    max_identities_per_record: Count = 20
+    max_identity_length: Count = 1024
     blocked_identity_values: list[str] = Field(default_factory=lambda: ["null", "anonymous", "invalid", ""])
     # regexes an identity value (trimmed) must not fully match, e.g. "0+" or "test.*"
     blocked_patterns: list[str] = Field(default_factory=list)
-    max_event_bytes: int = 10 * 1024
-    max_profile_record_bytes: int = 100 * 1024
-    max_future_skew_minutes: int = 60
-    max_identities_per_graph: int = 50
+    max_event_bytes: Count = 10 * 1024
+    max_profile_record_bytes: Count = 100 * 1024
+    max_future_skew_minutes: StrictInt = Field(default=60, ge=0, le=MAX_MINUTES)
+    max_identities_per_graph: Count = 50
     # identity links not seen again for this many days are dropped (None: links never expire)
-    link_ttl_days: int | None = Field(default=None, ge=1)
+    link_ttl_days: Days | None = None
     # Segmentation cap: a profile with more events than this in the audiences' evaluation window (the longest
     # window any audience reads) is left out of audience evaluation, and counted.
-    max_events_per_profile: int = Field(default=5000, ge=0)
+    max_events_per_profile: Count = 5000
     # An audience whose size changes by more than this share since the previous run raises a warning.
-    audience_size_change_warning_share: float = Field(default=0.5, ge=0.0)
+    audience_size_change_warning_share: Share = 0.5
 
 
 MergePolicyType = Literal["timestamp_ordered", "dataset_precedence"]
@@ -194,6 +241,14 @@ class MergePolicy(Strict):
         return self
 
 
+class PathsPolicy(Strict):
+    """Whether local paths may leave their roots (the landing root for dataset sources, the exports root
+    for local destinations). Off by default: a '..' or a symbolic link must not read or write elsewhere."""
+
+    allow_outside_landing_root: bool = False
+    allow_outside_exports_root: bool = False
+
+
 class WorkspaceFile(Strict):
     """``workspace.yaml``: the workspace's name and defaults.
 
@@ -209,6 +264,7 @@ class WorkspaceFile(Strict):
     merge_policies: dict[PolicyName, MergePolicy] = Field(default_factory=dict)
     default_merge_policy: str | None = None
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    paths: PathsPolicy = Field(default_factory=PathsPolicy)
 
     @property
     def default_policy_name(self) -> str:
@@ -277,8 +333,8 @@ class Window(Strict):
     Days after D are never counted.
     """
 
-    last_days: int | None = Field(default=None, ge=1)
-    between_days_ago: list[int] | None = None
+    last_days: Days | None = None
+    between_days_ago: list[DaysAgo] | None = None
     today: bool | None = None
     from_: dt.date | None = Field(default=None, alias="from")
     to: dt.date | None = None
@@ -351,9 +407,9 @@ class EventCondition(Strict):
     event_type: str = Field(alias="type")
     dataset: str | None = None
     where: list[EventFilter] = Field(default_factory=list)
-    at_least: int | None = Field(default=None, ge=0)
-    at_most: int | None = Field(default=None, ge=0)
-    exactly: int | None = Field(default=None, ge=0)
+    at_least: StrictInt | None = Field(default=None, ge=0)
+    at_most: StrictInt | None = Field(default=None, ge=0)
+    exactly: StrictInt | None = Field(default=None, ge=0)
     aggregate: Aggregate | None = None
     within: Window
 
@@ -379,7 +435,7 @@ class SequenceCondition(Strict):
 
     first: SequenceStep
     then: SequenceStep
-    within_hours: float = Field(gt=0)
+    within_hours: float = Field(gt=0, le=MAX_DAYS * 24)
     not_between: SequenceStep | None = None
     within: Window
 
@@ -392,8 +448,8 @@ class RecencyCondition(Strict):
 
     event_type: str = Field(alias="type")
     dataset: str | None = None
-    more_than_days_ago: int | None = Field(default=None, ge=0)
-    less_than_days_ago: int | None = Field(default=None, ge=1)
+    more_than_days_ago: DaysAgo | None = None
+    less_than_days_ago: Days | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> RecencyCondition:
@@ -438,6 +494,16 @@ class Rule(Strict):
                 raise ValueError(f"'{name}' needs at least one rule")
         return self
 
+    def walk(self, path: str = "rule") -> Iterator[tuple[str, Rule]]:
+        """This node and every node under it, depth first in rule order, each with its key path
+        (``rule.all.1.not``): the one walk that validation, compilation and classification share."""
+        yield path, self
+        for key, children in (("all", self.all), ("any", self.any)):
+            for i, child in enumerate(children or []):
+                yield from child.walk(f"{path}.{key}.{i}")
+        if self.not_ is not None:
+            yield from self.not_.walk(f"{path}.not")
+
     @property
     def attribute_condition(self) -> AttributeCondition | None:
         if self.attribute is None or self.op is None:
@@ -459,42 +525,246 @@ class AudienceSpec(Strict):
 
 # ---------------------------------------------------------------- destinations
 
-
-class MappedField(Strict):
-    """One exported column: a profile attribute or an identity namespace, under a header name."""
-
-    source: str = Field(description="attribute name, or identity:<namespace>")
-    name: str | None = None
-
-    @property
-    def header(self) -> str:
-        return (self.name or self.source.removeprefix("identity:")).replace(".", "_")
-
-    @property
-    def namespace(self) -> str | None:
-        return self.source.removeprefix("identity:") if self.source.startswith("identity:") else None
+# Macros of an export file name; {destination} and {audience_id} identify the file (see FileDestination).
+FILE_NAME_MACROS = ("destination", "audience_id", "audience_name", "date", "datetime", "timestamp")
+# Placeholders of a destination's folder path (a dataset's source path knows only {date}).
+DESTINATION_PATH_PLACEHOLDERS = ("date", "destination")
+DATASET_PATH_PLACEHOLDERS = ("date",)
+ConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
+ExportFormat = Literal["csv", "jsonl", "parquet"]
+Compression = Literal["none", "gzip", "snappy"]
 
 
-class LocalFileDestination(Strict):
-    """Files written to a folder (a landing zone other systems pick up from)."""
+class DestinationCsvOptions(Strict):
+    """The Spark CSV writer's options; the defaults write RFC 4180 (a quote inside a field is doubled).
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    type: Literal["local"]
-    path: str = Field(description="folder, relative to the exports root unless absolute")
-    format: Literal["csv"] = "csv"
-    audiences: list[str]
-    mapping: list[MappedField]
-    file_name: str = "{destination}_{audience_id}_{date}"
-    include_membership_status: bool = True
-    csv: CsvOptions = Field(default_factory=CsvOptions)
+    ``formula_protection`` makes a text value starting with ``=``, ``+``, ``-``, ``@``, tab or CR inert in
+    spreadsheets (E.164 phones and negative numbers in numeric columns are left as they are).
+    """
+
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = '"'
+    null_value: str = ""
+    empty_value: str = '""'
+    header: bool = True
+    date_format: str = "yyyy-MM-dd"
+    timestamp_format: str = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+    formula_protection: bool = True
+
+    @field_validator("delimiter", "quote", "escape")
+    @classmethod
+    def _one_character(cls, value: str, info: Any) -> str:
+        return single_character(value, info.field_name)
 
     @model_validator(mode="after")
-    def _template(self) -> LocalFileDestination:
-        for must in ("{destination}", "{audience_id}"):
-            if must not in self.file_name:
-                raise ValueError(f"file_name must contain {must}")
+    def _distinct(self) -> DestinationCsvOptions:
+        if self.delimiter == self.quote:
+            raise ValueError(f"delimiter and quote are both {self.delimiter!r}; they must differ")
         return self
 
 
-# Later destination kinds (S3, SFTP, Kafka, ...) join this as a union discriminated on ``type``.
-DestinationSpec = LocalFileDestination
+IDENTITY_PREFIX = "identity:"
+PROFILE_ID_SOURCE = "profile_id"
+
+
+class MappedField(Strict):
+    """One exported column: a profile attribute (a dotted path into objects is fine), an identity
+    namespace (``identity:<namespace>``) or ``profile_id``, under a header name."""
+
+    source: str = Field(min_length=1, description="attribute, identity:<namespace> or profile_id")
+    name: str | None = Field(default=None, min_length=1)
+    hash: Literal["sha256"] | None = None
+    # mandatory: profiles without a value are excluded from the file (and counted)
+    required: bool = False
+    # The namespace's type (email, phone, ...), bound by the loader once namespaces.yaml is read: a hashed
+    # e-mail namespace is headed <ns>_lc_sha256 like the reference's identity map.
+    _namespace_type: str | None = PrivateAttr(default=None)
+
+    @property
+    def namespace(self) -> str | None:
+        """The identity namespace this column exports, or None."""
+        return self.source.removeprefix(IDENTITY_PREFIX) if self.source.startswith(IDENTITY_PREFIX) else None
+
+    @property
+    def header(self) -> str:
+        """The final column name: ``name``, else the attribute or namespace (hashed: ``_sha256`` appended,
+        ``_lc_sha256`` for an e-mail namespace); dots become underscores."""
+        if self.name is not None:
+            return self.name.replace(".", "_")
+        base = self.namespace if self.namespace is not None else self.source
+        if self.hash is not None:
+            base += "_lc_sha256" if self.namespace is not None and self._namespace_type == "email" else "_sha256"
+        return base.replace(".", "_")
+
+    def bind_namespace_type(self, namespace_type: str | None) -> None:
+        """Record the type of the namespace this column exports (the loader calls it)."""
+        self._namespace_type = namespace_type
+
+
+class Deduplication(Strict):
+    """The key of one exported row: one identity namespace, or one or two attributes (exactly one form)."""
+
+    namespace: str | None = None
+    attributes: list[str] | None = Field(default=None, min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Deduplication:
+        if (self.namespace is None) == (self.attributes is None):
+            raise ValueError("give exactly one of namespace, attributes")
+        return self
+
+
+class FileDestination(Strict):
+    """What every file destination shares: audiences, mapping, format, file names and layout.
+
+    ``file_name`` is a template (no extension: the exporter adds .csv / .jsonl / .parquet and .gz) with
+    the macros {destination}, {audience_id}, {audience_name} (a slug of the name), {date} (YYYYMMDD),
+    {datetime} (YYYYMMDDTHHMMSS) and {timestamp} (epoch seconds). ``layout: combined`` writes one file
+    with a membership column per audience (then {audience_id} is optional).
+    """
+
+    name: Name
+    audiences: list[str] = Field(min_length=1, max_length=250)
+    # the folder (local, SFTP) or prefix (object stores) files go to; {date} and {destination} allowed
+    path: str
+    connection: ConnectionId | None = Field(default=None, validate_default=True)
+    format: ExportFormat = "csv"
+    compression: Compression | None = None
+    csv: DestinationCsvOptions = Field(default_factory=DestinationCsvOptions)
+    file_name: str = "{destination}_{audience_id}_{date}"
+    layout: Literal["per_audience", "combined"] = "per_audience"
+    export: Literal["full", "incremental"] = "full"
+    include_membership_status: bool = True
+    mapping: list[MappedField] = Field(min_length=1, max_length=50)
+    deduplication: Deduplication | None = None
+    split_rows: Count = 5_000_000
+    manifest: bool = False
+    encryption: Literal["pgp"] | None = None
+    description: str = ""
+
+    # Types whose credentials and endpoint come from an Airflow connection.
+    needs_connection: ClassVar[bool] = True
+
+    # Field validators (not one model validator) so that each problem names its key.
+    @field_validator("audiences")
+    @classmethod
+    def _audiences_once(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({a for a in value if value.count(a) > 1})
+        if duplicates:
+            raise ValueError(f"audience(s) {', '.join(duplicates)} listed more than once")
+        return value
+
+    @field_validator("connection")
+    @classmethod
+    def _connection_fits_type(cls, value: str | None) -> str | None:
+        kind = get_args(cls.model_fields["type"].annotation)[0]
+        if cls.needs_connection and value is None:
+            raise ValueError(f"type {kind} needs a connection: the id of the Airflow connection holding the "
+                             "credentials and endpoint")
+        if not cls.needs_connection and value is not None:
+            raise ValueError(f"type {kind} writes under the exports root and takes no connection; remove it")
+        return value
+
+    @field_validator("compression")
+    @classmethod
+    def _compression_fits_format(cls, value: Compression | None, info: ValidationInfo) -> Compression | None:
+        file_format = info.data.get("format")
+        allowed = {"csv": ("none", "gzip"), "jsonl": ("none", "gzip"), "parquet": ("none", "snappy")}.get(
+            str(file_format), ("none", "gzip", "snappy"))
+        if value is not None and value not in allowed:
+            raise ValueError(f"compression {value} does not apply to format {file_format} "
+                             f"(use {' or '.join(allowed)})")
+        return value
+
+    @field_validator("csv")
+    @classmethod
+    def _csv_only_for_csv(cls, value: DestinationCsvOptions, info: ValidationInfo) -> DestinationCsvOptions:
+        if info.data.get("format", "csv") != "csv":
+            raise ValueError(f"csv options apply to format csv, not {info.data.get('format')}; remove them")
+        return value
+
+    @field_validator("encryption")
+    @classmethod
+    def _encryption_needs_connection(cls, value: str | None) -> str | None:
+        if value is not None and not cls.needs_connection:
+            raise ValueError("encryption needs the public key of a connection; a local destination has none")
+        return value
+
+    @property
+    def type_name(self) -> str:
+        """The destination's ``type`` (each subclass declares it as a literal)."""
+        return str(getattr(self, "type", "?"))
+
+    @property
+    def effective_compression(self) -> Compression:
+        """The compression used: as given, else none for csv / jsonl and snappy for parquet."""
+        if self.compression is not None:
+            return self.compression
+        return "snappy" if self.format == "parquet" else "none"
+
+    @property
+    def extension(self) -> str:
+        """What the exporter appends to a rendered file name (``.csv.gz``, ``.parquet``...)."""
+        return f".{self.format}" + (".gz" if self.effective_compression == "gzip" else "")
+
+
+class LocalDestination(FileDestination):
+    """A folder under the exports root (a landing zone other systems pick up from)."""
+
+    type: Literal["local"]
+    path: str = Field(description="folder under the exports root, may be empty; {date} and {destination} allowed")
+    retention_days: Days | None = None
+
+    needs_connection: ClassVar[bool] = False
+
+
+class S3Destination(FileDestination):
+    """Amazon S3 or an S3-compatible store (endpoint and credentials from the connection)."""
+
+    type: Literal["s3"]
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    path: str = Field(default="", description="key prefix")
+    sse: Literal["AES256", "aws:kms"] | None = None
+    kms_key_id: str | None = None
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("sse") != "aws:kms":
+            raise ValueError("kms_key_id applies to sse: aws:kms only")
+        return value
+
+
+class AzureBlobDestination(FileDestination):
+    """Azure Blob Storage / ADLS Gen2: a container and a folder path in it."""
+
+    type: Literal["azure_blob"]
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    path: str = ""
+
+
+class GcsDestination(FileDestination):
+    """Google Cloud Storage: a bucket and a folder path in it."""
+
+    type: Literal["gcs"]
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+    path: str = ""
+
+
+class SftpDestination(FileDestination):
+    """A remote folder on an SFTP server (host, port, user, key and known host key from the connection)."""
+
+    type: Literal["sftp"]
+    path: str = Field(description="remote folder")
+
+
+DESTINATION_TYPES: dict[str, type[FileDestination]] = {
+    "local": LocalDestination, "s3": S3Destination, "azure_blob": AzureBlobDestination, "gcs": GcsDestination,
+    "sftp": SftpDestination}
+
+# One destination file, a union discriminated on ``type`` (streaming kinds join it later).
+DestinationSpec = Annotated[LocalDestination | S3Destination | AzureBlobDestination | GcsDestination
+                            | SftpDestination, Field(discriminator="type")]
+# The previous name of the local kind, kept for code written against it.
+LocalFileDestination = LocalDestination

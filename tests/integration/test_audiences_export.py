@@ -106,7 +106,8 @@ def test_evaluate_then_export_marketing_landing(spark: SparkSession, setup: tupl
     expected_files = {
         names["gold_members"]: HEADER
         + "C1,ann@example.com,Ann,gold,FR,realized,2026-11-28T00:00:00Z\n"
-        + 'C2|C3,bob@example.com,"Bob \\"Bobby\\", Jr",platinum,DE,realized,2026-11-28T00:00:00Z\n',
+        # RFC 4180, the destinations' default: a quote inside a quoted field is doubled
+        + 'C2|C3,bob@example.com,"Bob ""Bobby"", Jr",platinum,DE,realized,2026-11-28T00:00:00Z\n',
         names["cart_abandoners"]: HEADER + ",,Cy,,US,realized,2026-11-28T00:00:00Z\n",
         names["french_high_points"]: HEADER,  # no member: the header only
     }

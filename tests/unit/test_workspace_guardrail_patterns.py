@@ -1,4 +1,4 @@
-"""Identity patterns in the workspace: namespace patterns and blocked patterns must be valid regexes."""
+"""Identity patterns in the workspace: namespace patterns and blocked patterns must be valid Java regexes."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def test_invalid_regexes_name_the_file_and_key(workspace: Path) -> None:
     with pytest.raises(WorkspaceError) as caught:
         load_workspace(workspace)
     assert [str(p) for p in caught.value.problems] == [
-        "namespaces.yaml: namespaces.4.pattern: is not a valid regular expression: "
-        "unterminated character set at position 1",
-        "workspace.yaml: guardrails.blocked_patterns.1: is not a valid regular expression: "
-        "missing ), unterminated subpattern at position 0",
+        "namespaces.yaml: namespaces.4.pattern: is not a valid regular expression (Java syntax, which Spark uses): "
+        "Unclosed character class near index 9",
+        "workspace.yaml: guardrails.blocked_patterns.1: is not a valid regular expression (Java syntax, which Spark "
+        "uses): Unclosed group near index 5",
     ]
 
 
@@ -53,5 +53,5 @@ def test_invalid_namespace_blocked_pattern_names_the_namespace_and_index(workspa
     with pytest.raises(WorkspaceError) as caught:
         load_workspace(workspace)
     assert [str(p) for p in caught.value.problems] == [
-        "namespaces.yaml: namespaces.2.blocked_patterns.1: is not a valid regular expression: "
-        "unterminated character set at position 0"]
+        "namespaces.yaml: namespaces.2.blocked_patterns.1: is not a valid regular expression (Java syntax, which "
+        "Spark uses): Illegal character range near index 3"]
