@@ -41,3 +41,10 @@ class DataQualityError(CdpError):
 
 class LandingError(CdpError):
     """Landed files could not be listed or read."""
+
+
+class DestinationError(CdpError):
+    """A file destination (S3, Azure Blob, GCS, SFTP, local folder) refused or failed a transfer.
+
+    The message names the target location and what to do; it never holds a credential.
+    """
