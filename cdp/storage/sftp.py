@@ -217,11 +217,14 @@ class SftpTransport(Transport):
             if isinstance(err, PermissionError):
                 return Failure(False, f"permission denied on {self.path}",
                                f"Check that the login of {conn} may write to the folder")
+        for err in exception_chain(exc):
+            if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+                return Failure(True, "connection refused", self.transient_hint())
         reason = network_failure(exc)
         if reason:
             return Failure(True, reason, self.transient_hint())
         for err in exception_chain(exc):
-            if isinstance(err, paramiko.SSHException | paramiko.ssh_exception.NoValidConnectionsError):
+            if isinstance(err, paramiko.SSHException):
                 return Failure(True, "SSH connection lost", self.transient_hint())
             if isinstance(err, OSError) and "Socket is closed" in str(err):
                 return Failure(True, "SSH connection lost", self.transient_hint())
