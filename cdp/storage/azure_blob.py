@@ -41,6 +41,8 @@ class AzureBlobTransport(Transport):
         super().__init__(f"azure://{container}/{self.prefix}", connection_id, retry or RetryPolicy())
         self.conn_id: str = connection_id or "wasb_default"
         self.connection_id = self.conn_id
+        # Building the client does not connect; it tells the account name for the locations.
+        self.container_client  # noqa: B018
 
     def _blob_name(self, name: str) -> str:
         return join_prefix(self.prefix, name)
@@ -153,7 +155,7 @@ class AzureBlobTransport(Transport):
         conn = self._connection_hint()
         for err in exception_chain(exc):
             if isinstance(err, ServiceRequestError):
-                return Failure(True, network_failure(err) or "connection refused", self.transient_hint())
+                return Failure(True, network_failure(err) or "could not connect", self.transient_hint())
             if isinstance(err, ServiceResponseError):
                 return Failure(True, network_failure(err) or "connection reset", self.transient_hint())
             if isinstance(err, ClientAuthenticationError):

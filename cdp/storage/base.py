@@ -83,13 +83,26 @@ class Failure:
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and its causes (SDKs wrap the error that tells what happened, e.g. boto3's S3UploadFailedError)."""
+    """``exc`` and its causes (SDKs wrap the error that tells what happened, e.g. boto3's S3UploadFailedError),
+    including exceptions carried as arguments (urllib3's ``ProtocolError('Connection aborted.', err)``)."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        pending.extend(a for a in current.args if isinstance(a, BaseException))
+        # azure-core keeps the transport's error as inner_exception, botocore in kwargs["error"].
+        inner = getattr(current, "inner_exception", None)
+        kwargs = getattr(current, "kwargs", None)
+        for extra in (inner, kwargs.get("error") if isinstance(kwargs, dict) else None):
+            if isinstance(extra, BaseException):
+                pending.append(extra)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
 
 
 def network_failure(exc: BaseException) -> str | None:

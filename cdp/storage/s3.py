@@ -165,7 +165,10 @@ class S3Transport(Transport):
         conn = self._connection_hint()
         for err in exception_chain(exc):
             if isinstance(err, EndpointConnectionError):
-                return Failure(True, "connection refused", self.transient_hint())
+                # botocore keeps the socket error in kwargs, not as the cause.
+                cause = err.kwargs.get("error")
+                reason = network_failure(cause) if isinstance(cause, BaseException) else None
+                return Failure(True, reason or "could not connect", self.transient_hint())
             if isinstance(err, ReadTimeoutError | BotoConnectTimeout):
                 return Failure(True, "timed out", self.transient_hint())
             if isinstance(err, ConnectionClosedError):

@@ -9,6 +9,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+# Importing Airflow configures logging (dictConfig replaces the root handlers). Done here, at collection, so
+# that it happens before pytest's log capture attaches its handler, not in the middle of a test.
+import airflow  # noqa: F401
+
 from cdp.storage import RetryPolicy, Transport, env_var_name, open_transport
 from servers.processes import AzuriteServer, FakeGcsServer, MotoServer, Server, SshdServer
 
