@@ -90,8 +90,8 @@ class Server:
     def wait_ready(self) -> None:
         wait_for_port(self.port, self.process, self.name)
 
-    def start(self, *, detach: bool = False) -> Server:
-        """Start and wait until ready. ``detach``: the process outlives this Python process (for the demo)."""
+    def start(self) -> Server:
+        """Start (in a process group of its own, which :meth:`stop` ends) and wait until ready."""
         self.prepare()
         log_file = open(self.folder / f"{self.name}.log", "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,

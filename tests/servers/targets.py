@@ -29,6 +29,7 @@ class Target:
     kind: str
     server: Server | None
     local_root: str = ""
+    bucket: str = BUCKET
     folder: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:10]}")
 
     @property
@@ -39,16 +40,16 @@ class Target:
         """Create the bucket / container once per server."""
         if isinstance(self.server, MotoServer):
             client = self.server.client()
-            if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-                client.create_bucket(Bucket=BUCKET)
+            if self.bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+                client.create_bucket(Bucket=self.bucket)
         elif isinstance(self.server, AzuriteServer):
             service = self.server.service()
-            if not service.get_container_client(BUCKET).exists():
-                service.create_container(BUCKET)
+            if not service.get_container_client(self.bucket).exists():
+                service.create_container(self.bucket)
         elif isinstance(self.server, FakeGcsServer):
             client = self.server.client()
-            if client.lookup_bucket(BUCKET) is None:
-                client.create_bucket(BUCKET)
+            if client.lookup_bucket(self.bucket) is None:
+                client.create_bucket(self.bucket)
         elif isinstance(self.server, SshdServer):
             self.server.root.mkdir(exist_ok=True)
 
@@ -68,9 +69,9 @@ class Target:
         params: dict[str, Any] = {"kind": self.kind, "connection_id": None if self.server is None else
                                   self.connection_id, "path": self.folder}
         if self.kind in ("s3", "gcs"):
-            params["bucket"] = BUCKET
+            params["bucket"] = self.bucket
         if self.kind == "azure_blob":
-            params["container"] = BUCKET
+            params["container"] = self.bucket
         if self.kind == "sftp":
             assert isinstance(self.server, SshdServer)
             params["path"] = str(self.server.root / self.folder)
