@@ -73,6 +73,7 @@ class SftpTransport(Transport):
         self._hook: Any = None
         self._sftp: Any = None
         self._ssh: Any = None
+        self._stale_temps: list[str] = []
 
     @property
     def sftp(self) -> Any:
@@ -130,12 +131,19 @@ class SftpTransport(Transport):
     def _put(self, local_path: str, name: str, sha256: str) -> None:
         def upload() -> None:
             self._ensure_folder()
+            # A retry removes the temporary file its failed predecessor left when the connection died.
+            for stale in list(self._stale_temps):
+                with contextlib.suppress(FileNotFoundError):
+                    self.sftp.remove(stale)
+                self._stale_temps.remove(stale)
             temp = self._remote_path(temporary_name(name))
+            self._stale_temps.append(temp)
             with open(local_path, "rb") as src, self.sftp.open(temp, "wb") as dst:
                 dst.set_pipelined(True)
                 while piece := src.read(CHUNK_BYTES):
                     dst.write(piece)
             self.sftp.posix_rename(temp, self._remote_path(name))
+            self._stale_temps.remove(temp)
 
         self._guarded(upload)
 

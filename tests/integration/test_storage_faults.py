@@ -203,3 +203,26 @@ def test_local_kill_mid_copy(tmp_path: Path) -> None:
     (tmp_path / "small.bin").write_bytes(b"complete")
     transport.put(str(tmp_path / "small.bin"), "audience_big.bin", sha256="0" * 64)
     assert (folder / "audience_big.bin").read_bytes() == b"complete"
+
+
+def test_disconnect_mid_upload_is_retried_and_leaves_one_file(target: Target, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops after 3 MB of a 12 MB upload: the retry delivers the file once, nothing is left over."""
+    assert target.server is not None
+    data = random.Random(3).randbytes(12 * MB)
+    (tmp_path / "f.bin").write_bytes(data)
+    with FaultProxy(target.server.port, drop_after_bytes=3 * MB) as proxy:
+        for name, value in target.env(port=proxy.port).items():
+            monkeypatch.setenv(name, value)
+        with target.transport(part_size=PART) as transport:
+            stored = transport.put(str(tmp_path / "f.bin"), "audience_big.bin",
+                                   sha256=hashlib.sha256(data).hexdigest())
+            assert proxy.faults == 1
+            assert stored.size == len(data)
+            assert [f.name for f in transport.list()] == ["audience_big.bin"]
+            assert transport.cleanup_temporary() == 0  # the failed attempt left nothing behind
+            transport.get("audience_big.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == data
+    if target.kind == "sftp":
+        assert isinstance(target.server, SshdServer)
+        assert [p.name for p in (target.server.root / target.folder).iterdir()] == ["audience_big.bin"]

@@ -4,7 +4,7 @@ Modes (counted over the proxy's connections, in this order): reset the first ``r
 connections (TCP RST before any byte); answer the first ``http_error_first`` HTTP requests with
 ``http_status`` and close; then forward bytes both ways. ``stall_after_bytes``: once that many bytes
 went upstream in all, stop forwarding (connections stay open, so the client hangs mid-upload, as
-on a dead link); ``drop_after_bytes``: then close the connections instead (a disconnect mid-upload).
+on a dead link); ``drop_after_bytes``: then close that connection instead, once (a disconnect mid-upload).
 """
 
 from __future__ import annotations
@@ -161,6 +161,9 @@ class FaultProxy:
                     break
                 if upstream and self._limit_hit(len(data)):
                     if self.drop_after_bytes is not None:
+                        with self.lock:  # a drop happens once: the retry goes through
+                            self.drop_after_bytes = None
+                            self.faults += 1
                         break
                     while not self._closing.is_set():  # stall: hold the connection, forward nothing
                         self._closing.wait(0.2)
