@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers.processes import REPO_ROOT, MotoServer, SshdServer
+from servers.processes import REPO_ROOT, AsyncsshSftpServer, MotoServer, SshdServer
 from servers.targets import BUCKET, FAST_RETRY, Target
 
 from cdp.errors import DestinationError
@@ -152,3 +153,27 @@ def test_local_retention_removes_only_old_listed_files(tmp_path: Path) -> None:
     removed = transport.remove_older_than(7, ["old_a.csv", "old_b.csv", "new.csv"], now=now)
     assert removed == ["old_a.csv", "old_b.csv"]
     assert [f.name for f in transport.list()] == ["new.csv", "someone_elses.csv"]
+
+
+def test_sftp_password_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             caplog: pytest.LogCaptureFixture) -> None:
+    """Password authentication (asyncssh's server), host key still verified; the password never reaches a log."""
+    with AsyncsshSftpServer() as server:
+        assert isinstance(server, AsyncsshSftpServer)
+        monkeypatch.setenv("AIRFLOW_CONN_PARTNER_SFTP", server.connection_json())
+        (tmp_path / "f.csv").write_bytes(b"id\n1\n")
+        with caplog.at_level(logging.DEBUG), \
+                open_transport("sftp", "partner_sftp", path="/drop", retry=FAST_RETRY) as transport:
+            stored = transport.put(str(tmp_path / "f.csv"), "audience_a.csv", sha256="0" * 64)
+            assert [f.name for f in transport.list()] == ["audience_a.csv"]
+        assert stored.location == f"sftp://127.0.0.1:{server.port}/drop/audience_a.csv"
+        assert (server.root / "drop" / "audience_a.csv").read_bytes() == b"id\n1\n"
+        assert server.password not in caplog.text
+
+        wrong = {**server.connection(), "password": "not-the-password"}
+        monkeypatch.setenv("AIRFLOW_CONN_PARTNER_SFTP", json.dumps(wrong))
+        with pytest.raises(DestinationError) as err:
+            open_transport("sftp", "partner_sftp", path="/drop", retry=FAST_RETRY).list()
+        assert str(err.value) == (
+            f"could not list sftp://127.0.0.1:{server.port}/drop: authentication failed. Check the login and the "
+            "password or private key of connection 'partner_sftp'")

@@ -323,5 +323,46 @@ class SshdServer(Server):
                           "look_for_keys": "false"}}
 
 
+ASYNCSSH_SERVER = """
+import asyncio, sys
+import asyncssh
+
+port, host_key, root, login, password = sys.argv[1:6]
+
+class PasswordServer(asyncssh.SSHServer):
+    def begin_auth(self, username):
+        return True
+    def password_auth_supported(self):
+        return True
+    def validate_password(self, username, given):
+        return username == login and given == password
+
+async def main():
+    await asyncssh.listen("127.0.0.1", int(port), server_host_keys=[host_key], server_factory=PasswordServer,
+                          sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=root), allow_scp=False)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class AsyncsshSftpServer(SshdServer):
+    """asyncssh's SFTP server with password authentication (sshd here authenticates by key only: a password
+    login would need a system user with a password). Paths are relative to its chroot, the ``sftp`` folder.
+    """
+
+    name = "asyncssh-sftp"
+    login = "partner"
+    password = "pw-Xk29fLq7sN4m"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", ASYNCSSH_SERVER, str(self.port), str(self.folder / "host_key"),
+                str(self.root), self.login, self.password]
+
+    def connection_via(self, port: int) -> dict[str, Any]:
+        return {"conn_type": "sftp", "host": "127.0.0.1", "port": port, "login": self.login,
+                "password": self.password, "extra": {"host_key": self.host_key(), "look_for_keys": "false"}}
+
+
 SERVERS: dict[str, type[Server]] = {"s3": MotoServer, "azure_blob": AzuriteServer, "gcs": FakeGcsServer,
                                     "sftp": SshdServer}
