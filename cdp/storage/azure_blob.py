@@ -157,7 +157,7 @@ class AzureBlobTransport(Transport):
             if isinstance(err, ServiceRequestError):
                 return Failure(True, network_failure(err) or "could not connect", self.transient_hint())
             if isinstance(err, ServiceResponseError):
-                return Failure(True, network_failure(err) or "connection reset", self.transient_hint())
+                return Failure(True, network_failure(err) or "connection lost", self.transient_hint())
             if isinstance(err, ClientAuthenticationError):
                 return Failure(False, f"authentication failed ({_error_code(err) or err.status_code})",
                                f"Check the account key, SAS token or service principal of {conn}")

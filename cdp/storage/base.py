@@ -110,12 +110,12 @@ def network_failure(exc: BaseException) -> str | None:
     for err in exception_chain(exc):
         if isinstance(err, ConnectionRefusedError):
             return "connection refused"
-        if isinstance(err, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-            return "connection reset"
+        # A reset, a broken pipe and an EOF are one failure seen at different moments (which one a client
+        # reports depends on timing): one description keeps the messages stable.
+        if isinstance(err, ConnectionResetError | BrokenPipeError | ConnectionAbortedError | EOFError):
+            return "connection lost"
         if isinstance(err, TimeoutError | socket.timeout):
             return "timed out"
-        if isinstance(err, EOFError):
-            return "connection closed by the server"
     return None
 
 

@@ -172,7 +172,7 @@ class S3Transport(Transport):
             if isinstance(err, ReadTimeoutError | BotoConnectTimeout):
                 return Failure(True, "timed out", self.transient_hint())
             if isinstance(err, ConnectionClosedError):
-                return Failure(True, "connection reset", self.transient_hint())
+                return Failure(True, "connection lost", self.transient_hint())
             if isinstance(err, NoCredentialsError):
                 return Failure(False, "no AWS credentials found",
                                f"Set the access key in {conn} (login / password) or give the worker a role")

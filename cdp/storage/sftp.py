@@ -233,7 +233,7 @@ class SftpTransport(Transport):
             return Failure(True, reason, self.transient_hint())
         for err in exception_chain(exc):
             if isinstance(err, paramiko.SSHException):
-                return Failure(True, "SSH connection lost", self.transient_hint())
+                return Failure(True, "connection lost", self.transient_hint())
             if isinstance(err, OSError) and "Socket is closed" in str(err):
-                return Failure(True, "SSH connection lost", self.transient_hint())
+                return Failure(True, "connection lost", self.transient_hint())
         return Failure(False, f"{type(exc).__name__}: {exc}", f"Check the destination and {conn}")

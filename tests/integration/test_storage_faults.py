@@ -78,7 +78,7 @@ def test_server_failing_first_two_attempts_receives_the_file_once(
             transport.get("audience_a.csv", str(tmp_path / "back.csv"))
     assert (tmp_path / "back.csv").read_bytes() == data
     retries = [r.getMessage() for r in caplog.records if r.name == "cdp.storage.base" and "retrying" in r.getMessage()]
-    reason = {"reset": "connection reset", "http_503": "HTTP 503"}[fault]
+    reason = {"reset": "connection lost", "http_503": "HTTP 503"}[fault]
     if target.kind == "s3" and fault == "http_503":
         reason = "HTTP 503 503"  # moto's 503 from the proxy has no error body: botocore's code is the status
     # google-cloud-storage also fetches the bucket's metadata in a background thread, which may take one of the
