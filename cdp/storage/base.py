@@ -73,13 +73,13 @@ class RetryPolicy:
             raise ValueError(f"RetryPolicy.attempts must be at least 1, got {self.attempts}")
 
 
+@dataclass(frozen=True)
 class Failure:
-    """How a target classifies an exception: transient (retry) or not, and a short stable description."""
+    """How a target classifies an exception: transient (retry) or not, a short stable description, what to do."""
 
-    def __init__(self, transient: bool, description: str, hint: str) -> None:
-        self.transient = transient
-        self.description = description
-        self.hint = hint
+    transient: bool
+    description: str
+    hint: str
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
 
 from cdp.errors import DestinationError
 from cdp.storage.base import RetryPolicy, Transport
 
-Kind = Literal["local", "s3", "azure_blob", "gcs", "sftp"]
 KINDS: tuple[str, ...] = ("local", "s3", "azure_blob", "gcs", "sftp")
 
 
@@ -36,39 +35,34 @@ def open_transport(
     """
     from cdp.storage.base import join_prefix
 
-    sizes = {} if part_size is None else {"size": part_size}
     if kind == "local":
-        import os
+        from cdp.storage.local import LocalTransport
 
         if not root:
             raise DestinationError("a local destination needs the exports root")
-        return _local(os.path.join(root, join_prefix(path)) if join_prefix(path) else root, retry)
+        folder = join_prefix(path)
+        return LocalTransport(os.path.join(root, folder) if folder else root, retry=retry)
     if kind == "s3":
         from cdp.storage.s3 import S3Transport
 
         if sse not in (None, "AES256", "aws:kms"):
             raise DestinationError(f"s3://{bucket}: sse must be 'AES256' or 'aws:kms', got {sse!r}")
-        extra = {"multipart_threshold": sizes["size"], "multipart_chunk": sizes["size"]} if sizes else {}
+        parts = {} if part_size is None else {"multipart_threshold": part_size, "multipart_chunk": part_size}
         return S3Transport(connection_id, bucket or "", path, sse=sse, kms_key_id=kms_key_id,  # type: ignore[arg-type]
-                           retry=retry, **extra)
+                           retry=retry, **parts)
     if kind == "azure_blob":
         from cdp.storage.azure_blob import AzureBlobTransport
 
-        return AzureBlobTransport(connection_id, container or "", path, retry=retry,
-                                  **({"block_size": sizes["size"]} if sizes else {}))
+        blocks = {} if part_size is None else {"block_size": part_size}
+        return AzureBlobTransport(connection_id, container or "", path, retry=retry, **blocks)
     if kind == "gcs":
         from cdp.storage.gcs import GcsTransport
 
-        return GcsTransport(connection_id, bucket or "", path, retry=retry,
-                            **({"chunk_size": sizes["size"]} if sizes else {}))
+        chunks = {} if part_size is None else {"chunk_size": part_size}
+        return GcsTransport(connection_id, bucket or "", path, retry=retry, **chunks)
     if kind == "sftp":
         from cdp.storage.sftp import SftpTransport
 
         return SftpTransport(connection_id or "", path, retry=retry)
     raise DestinationError(f"unknown destination type {kind!r} (one of: {', '.join(KINDS)})")
 
-
-def _local(folder: str, retry: RetryPolicy | None) -> Transport:
-    from cdp.storage.local import LocalTransport
-
-    return LocalTransport(folder, retry=retry)

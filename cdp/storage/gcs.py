@@ -14,6 +14,7 @@ after a week), so :meth:`GcsTransport.cleanup_temporary` has nothing to remove a
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from cdp.errors import DestinationError
@@ -87,8 +88,6 @@ class GcsTransport(Transport):
         return self.client.bucket(self.bucket_name).blob(self._name(name), chunk_size=self.chunk_size)
 
     def _put(self, local_path: str, name: str, sha256: str) -> None:
-        import os
-
         blob = self._blob(name)
         blob.metadata = {"sha256": sha256}
         if os.path.getsize(local_path) <= self.chunk_size:

@@ -53,10 +53,11 @@ class SftpTransport(Transport):
         extra = conn.extra_dejson
         self.host = conn.host or ""
         self.port = int(conn.port or 22)
-        self.path = path.rstrip("/") or "."
-        shown = self.path if self.path.startswith("/") else f"/{self.path.removeprefix('./')}"
-        super().__init__(f"sftp://{self.host}:{self.port}{shown.rstrip('/') if shown != '/.' else ''}",
-                         connection_id, retry or RetryPolicy())
+        self.path = path.rstrip("/") or ("/" if path.startswith("/") else ".")
+        # A relative folder is relative to the login's home folder on the server.
+        relative = self.path.removeprefix("./").removeprefix(".")
+        shown = self.path if self.path.startswith("/") else f"/{relative}" if relative else ""
+        super().__init__(f"sftp://{self.host}:{self.port}{shown}", connection_id, retry or RetryPolicy())
         self._add_secret(conn.password, extra.get("private_key"), extra.get("private_key_passphrase"))
         if not self.host:
             raise DestinationError(f"connection '{connection_id}' has no host: set the SFTP server's host name")

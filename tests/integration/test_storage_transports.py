@@ -156,3 +156,11 @@ def test_credentials_never_logged(target: Target, tmp_path: Path, caplog: pytest
     assert "delivered" in caplog.text
     for secret in secrets:
         assert secret not in text
+
+
+def test_unknown_type_is_refused() -> None:
+    from cdp.storage import open_transport
+
+    with pytest.raises(DestinationError) as err:
+        open_transport("ftp", "partner")
+    assert str(err.value) == "unknown destination type 'ftp' (one of: local, s3, azure_blob, gcs, sftp)"
