@@ -54,3 +54,14 @@ class LandingError(CdpError):
 
 class StepNotReadyError(CdpError):
     """A step's inputs are not committed for the run date (a step before it did not run, or did not finish)."""
+
+
+class DestinationError(CdpError):
+    """A file destination (S3, Azure Blob, GCS, SFTP, local folder) refused or failed a transfer.
+
+    The message names the target location and what to do; it never holds a credential. Retryable: the
+    transports already retried transient failures; a later attempt (or the next run) may find the target
+    back, and files already delivered are not sent again.
+    """
+
+    retryable = True

@@ -3,7 +3,8 @@
 #   1. Java (Spark's JVM) and Maven, from Debian's packages when missing;
 #   2. the virtualenv with the pinned requirements and this project (editable);
 #   3. the Delta jars, resolved once into .jars/ so that later runs start offline;
-#   4. the Airflow metadata database (SQLite) under .airflow/.
+#   4. the Airflow metadata database (SQLite) under .airflow/;
+#   5. the test servers of the file destinations: OpenSSH's sshd (Debian) and Azurite (npm, into .cache/npm).
 # Each step leaves a stamp in .stamps/ and is skipped while its inputs are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,5 +47,17 @@ if [ ! -f .stamps/airflow-db ] || [ requirements.txt -nt .stamps/airflow-db ]; t
   echo "==> Airflow metadata database (.airflow/airflow.db)"
   AIRFLOW_HOME="$PWD/.airflow" AIRFLOW__CORE__LOAD_EXAMPLES=False .venv/bin/airflow db migrate >/dev/null
   touch .stamps/airflow-db
+fi
+# Test servers for the file destinations (tests/servers/): sshd for SFTP, Azurite for Azure Blob. moto and
+# fake-gcs-server come with the Python requirements.
+[ -x /usr/sbin/sshd ] || apt_install openssh-server
+command -v npm >/dev/null || apt_install nodejs npm
+if [ ! -f .stamps/azurite ] || [ tests/servers/npm/package-lock.json -nt .stamps/azurite ] \
+    || [ ! -x .cache/npm/node_modules/.bin/azurite-blob ]; then
+  echo "==> Azurite (npm) into .cache/npm"
+  mkdir -p .cache/npm
+  cp tests/servers/npm/package.json tests/servers/npm/package-lock.json .cache/npm/
+  npm ci --prefix .cache/npm --no-audit --no-fund --loglevel=error >/dev/null
+  touch .stamps/azurite
 fi
 echo "==> setup complete"

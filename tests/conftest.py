@@ -12,6 +12,9 @@ from cdp.spark import get_session
 
 TIERS = ("unit", "dags", "integration", "e2e")
 
+# Real servers on loopback (S3, Azure Blob, GCS, SFTP), session-scoped, started only when a test asks.
+pytest_plugins = ("servers.fixtures",)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -1,0 +1,37 @@
+"""pytest plugin: one server of each kind per test session, started only when a test asks for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from servers.processes import AzuriteServer, FakeGcsServer, MotoServer, SshdServer
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's S3 server on a free loopback port."""
+    with MotoServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[AzuriteServer]:
+    """Azurite's blob service, in memory, on a free loopback port."""
+    with AzuriteServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[FakeGcsServer]:
+    """fake-gcs-server, in memory, on a free loopback port."""
+    with FakeGcsServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[SshdServer]:
+    """OpenSSH's sshd (SFTP only, key authentication) on a free loopback port."""
+    with SshdServer() as server:
+        yield server  # type: ignore[misc]
