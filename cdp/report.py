@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp.delta_io import read_table
-from cdp.lake import EXPORT_LOG, RUN_METRICS, Lake
+from cdp.lake import DESTINATION_METRICS, EXPORT_LEDGER, RUN_METRICS, Lake
 
 
 def collect_report(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[str, object]:
@@ -19,9 +19,13 @@ def collect_report(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[s
         F.col("run_date") == F.lit(run_date)).collect()
     for row in rows:
         metrics[row["step"]][row["scope"]][row["metric"]] = int(row["value"])
-    files = [row.asDict() for row in read_table(spark, lake.path(EXPORT_LOG), EXPORT_LOG.schema).where(
-        F.col("run_date") == F.lit(run_date)).orderBy("destination", "audience_id").collect()]
-    return {"run_date": run_date.isoformat(), "metrics": {k: dict(v) for k, v in metrics.items()}, "files": files}
+    files = [row.asDict() for row in read_table(spark, lake.path(EXPORT_LEDGER), EXPORT_LEDGER.schema).where(
+        F.col("run_date") == F.lit(run_date)).orderBy("destination", "file_name").collect()]
+    destinations = [row.asDict() for row in read_table(spark, lake.path(DESTINATION_METRICS),
+                                                       DESTINATION_METRICS.schema).where(
+        F.col("run_date") == F.lit(run_date)).orderBy("destination").collect()]
+    return {"run_date": run_date.isoformat(), "metrics": {k: dict(v) for k, v in metrics.items()}, "files": files,
+            "destinations": destinations}
 
 
 def format_report(report: dict[str, object]) -> str:
@@ -61,9 +65,21 @@ def format_report(report: dict[str, object]) -> str:
                          f"{audiences.get(f'{audience_id}.realized', 0):>10}"
                          f"{audiences.get(f'{audience_id}.existing', 0):>10}"
                          f"{audiences.get(f'{audience_id}.exited', 0):>8}")
+    destinations = report.get("destinations") or []
+    assert isinstance(destinations, list)
+    if destinations:
+        lines += ["", f"{'destination':<22}{'type':<11}{'mode':<12}{'received':>9}{'activated':>10}{'excluded':>9}"
+                      f"{'failed':>7}{'files':>6}{'bytes':>10}  status"]
+        for d in destinations:
+            excluded = sum((d["excluded"] or {}).values())
+            lines.append(f"{d['destination']:<22}{d['type']:<11}{d['mode']:<12}{d['received']:>9}{d['activated']:>10}"
+                         f"{excluded:>9}{d['failed']:>7}{d['files']:>6}{d['bytes']:>10}  {d['status']}")
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted((d["excluded"] or {}).items()) if v)
+            if reasons:
+                lines.append(f"{'':<22}excluded: {reasons}")
     if files:
-        lines += ["", "files exported:"]
+        lines += ["", "files:"]
         for f in files:
-            lines.append(f"  {f['destination']}/{f['audience_id']}: {f['rows']} rows, {f['bytes']} bytes -> "
-                         f"{f['location']}")
+            lines.append(f"  {f['destination']}: {f['file_name']} ({f['kind']}, {f['rows']} rows, {f['bytes']} bytes, "
+                         f"{f['status']}) -> {f['location']}")
     return "\n".join(lines)

@@ -1,16 +1,20 @@
-"""Step export: one CSV file per audience of a local destination, with the members of the run date.
+"""Step export: deliver one file destination's audiences for the run date, exactly once.
 
-Only what this step implements runs: a ``local`` destination, format csv without compression, one
-file per audience, full export. A destination using anything else (another type, hashing, mandatory
-fields, deduplication, ...) is refused with an ExportError naming the options, rather than exported
-without them (a hash silently skipped would send raw e-mails).
+1. Rows (:mod:`cdp.destinations.rows`): the members of the mapped audiences joined to the run date's
+   profiles and mapped; for ``export: incremental``, only what changed since the last run date whose
+   files were all delivered (the first export, or a requested full resync, is full); exclusions
+   counted by reason.
+2. Files (:mod:`cdp.destinations.render`): one file per audience (or one combined file) in the
+   destination's format, split every ``split_rows`` rows, rendered deterministically into the run's
+   staging folder of the lake; an optional manifest.
+3. Delivery (:mod:`cdp.destinations.ledger`, :mod:`cdp.storage`): every file is planned in the export
+   ledger, then put to the target (atomically for readers: see each transport), then marked delivered;
+   a file already delivered with the same SHA-256 is not sent again; the manifest goes last. Leftovers
+   of a killed attempt are removed first.
+4. Metrics: ``destination_metrics`` (received = activated + excluded + failed) and ``run_metrics``.
 
-A file holds the audience's realized and existing members joined to their profile of the run
-date, in the destination's mapping order (then, optionally, membership_status and
-last_qualification_time), sorted by profile id so that a re-run writes the same bytes. Spark
-writes it into a temporary folder beside the target; the single part file is then moved over the
-target in one rename, so a reader never sees half a file. Every file written is logged in
-EXPORT_LOG.
+A destination that stays down fails its own task after the transport's retries; the next run
+delivers what is missing.
 """
 
 from __future__ import annotations
@@ -19,210 +23,209 @@ import datetime as dt
 import logging
 import os
 import shutil
-import uuid
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from cdp.audiences import AUDIENCE_ID, PROFILE_ID
-from cdp.delta_io import read_table, replace_slice
-from cdp.errors import CdpError
+from cdp.delta_io import read_run_date_slice
+from cdp.destinations import ledger
+from cdp.destinations.render import RenderedFile, render_file, render_manifest
+from cdp.destinations.rows import (
+    AUDIENCE,
+    QUALIFIED,
+    REASON,
+    STATUS,
+    MappingContext,
+    evaluation_stamp,
+    exclusion_counts,
+    qualified_column,
+    status_column,
+    transform_changes,
+    transform_exclusions,
+    transform_protect_formulas,
+    transform_units,
+    value_column,
+)
+from cdp.errors import CdpError, DestinationError
 from cdp.job import StepKey, run_job
-from cdp.lake import AUDIENCE_MEMBERSHIP, EXPORT_LOG, PROFILES, date_literal
+from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES
 from cdp.run_context import RunContext, job_parser
-from cdp.workspace.file_names import MAX_FILE_NAME_BYTES, render_file_name, slugify
-from cdp.workspace.models import AudienceSpec, DestinationSpec
-from cdp.workspace.workspace import Workspace
+from cdp.storage.base import Transport
+from cdp.storage.factory import open_transport
+from cdp.storage.local import LocalTransport
+from cdp.workspace.file_names import render_file_name
+from cdp.workspace.loader import Workspace
+from cdp.workspace.models import FileDestination, LocalDestination
 
 log = logging.getLogger(__name__)
 
 STEP = "export"
-MEMBER_STATUSES = ("realized", "existing")
 STATUS_HEADERS = ("membership_status", "last_qualification_time")
-MAX_FILE_NAME = MAX_FILE_NAME_BYTES
-IDENTITY_SEPARATOR = "|"
-__all__ = ["ExportError", "file_name", "run", "slugify", "transform_export"]
-
-# Internal column names: the headers are only applied at the very end (positionally), so a
-# header may be any text without clashing with these or being parsed as a column path.
-_AUDIENCE = "__audience_id"
-_PROFILE = "__profile_id"
 
 
 class ExportError(CdpError):
-    """A destination cannot be exported as configured (unknown name, file name too long, ...)."""
+    """A destination cannot be exported as configured (unknown name, ...)."""
 
 
-def headers_of(dest: DestinationSpec) -> list[str]:
-    """The file's header line: the mapping's headers, then the membership columns when included."""
-    headers = [m.header for m in dest.mapping] + (list(STATUS_HEADERS) if dest.include_membership_status else [])
-    duplicates = sorted({h for h in headers if headers.count(h) > 1})
-    if duplicates:
-        raise ExportError(f"destination '{dest.name}': column(s) {', '.join(duplicates)} appear twice")
-    return headers
+def headers_and_columns(dest: FileDestination) -> tuple[list[str], list[str]]:
+    """The file's headers and the internal columns they come from, in order."""
+    headers = [m.header for m in dest.mapping]
+    columns = [value_column(i) for i in range(len(dest.mapping))]
+    if dest.layout == "per_audience":
+        if dest.include_membership_status:
+            headers += list(STATUS_HEADERS)
+            columns += [STATUS, QUALIFIED]
+    else:
+        for audience_id in dest.audiences:
+            headers.append(f"{audience_id}_status")
+            columns.append(status_column(audience_id))
+            if dest.include_membership_status:
+                headers.append(f"{audience_id}_last_qualification_time")
+                columns.append(qualified_column(audience_id))
+    return headers, columns
 
 
-def file_name(dest: DestinationSpec, audience: AudienceSpec, run_date: dt.date) -> str:
-    """The export file's name from the destination's template (date-time macros: the run date, 00:00 UTC),
-    with its extension."""
-    name = render_file_name(dest, audience.id, audience.name, dt.datetime.combine(run_date, dt.time(0), dt.UTC))
-    if "/" in name or name in (".", ".."):
-        raise ExportError(f"destination '{dest.name}': file name '{name}' is not a plain file name")
-    if len(name.encode("utf-8")) > MAX_FILE_NAME:
-        raise ExportError(f"destination '{dest.name}': file name for audience '{audience.id}' is "
-                          f"{len(name.encode('utf-8'))} bytes, more than {MAX_FILE_NAME}: shorten file_name "
-                          f"({dest.file_name!r})")
-    return name
+def folder_of(dest: FileDestination, run_date: dt.date) -> str:
+    """The destination's folder (or key prefix) for the run date: ``{date}`` and ``{destination}`` filled."""
+    return dest.path.replace("{date}", run_date.isoformat()).replace("{destination}", dest.name)
 
 
-def unsupported_options(dest: DestinationSpec) -> list[str]:
-    """The options of ``dest`` this step does not implement yet (empty: it can be exported)."""
-    found = [f"type {dest.type}"] if dest.type != "local" else []
-    found += [f"format {dest.format}"] if dest.format != "csv" else []
-    found += [f"compression {dest.effective_compression}"] if dest.effective_compression != "none" else []
-    found += [f"layout {dest.layout}"] if dest.layout != "per_audience" else []
-    found += [f"export {dest.export}"] if dest.export != "full" else []
-    found += ["deduplication"] if dest.deduplication is not None else []
-    found += ["manifest"] if dest.manifest else []
-    found += [f"encryption {dest.encryption}"] if dest.encryption is not None else []
-    found += [f"mapping.{i}.hash" for i, m in enumerate(dest.mapping) if m.hash is not None]
-    found += [f"mapping.{i}.required" for i, m in enumerate(dest.mapping) if m.required]
-    return found
+def open_destination(dest: FileDestination, ctx: RunContext) -> Transport:
+    """The transport of a destination, its credentials from the Airflow connection it names."""
+    return open_transport(dest.type_name, dest.connection, bucket=getattr(dest, "bucket", None),
+                          container=getattr(dest, "container", None), path=folder_of(dest, ctx.run_date),
+                          root=ctx.settings.exports, sse=getattr(dest, "sse", None),
+                          kms_key_id=getattr(dest, "kms_key_id", None))
 
 
-def _mapped_column(source: str, namespace: str | None, dtype: T.DataType | None) -> Column:
-    if namespace is not None:
-        values = F.array_join(F.array_sort(F.col("identities").getItem(namespace)), IDENTITY_SEPARATOR)
-        return F.when(values != "", values)  # no identity in the namespace: null, not an empty string
-    if isinstance(dtype, T.StructType | T.ArrayType | T.MapType):
-        return F.to_json(F.col(source))  # CSV has no nested values
-    return F.col(source)
+def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination,
+                 full_resync: bool) -> tuple[DataFrame, str, dt.date | None]:
+    """The units of this run with their exclusion reason, the export mode, and the base day of an incremental one."""
+    mapping = MappingContext(ws.profile_attributes(), ws.namespaces, text_only=dest.format == "csv")
+
+    def units_of(day: dt.date) -> DataFrame:
+        members = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, day, absent_as_empty=True)
+        profiles = read_run_date_slice(spark, ctx.lake, PROFILES, day)
+        return transform_units(members, profiles, dest, mapping)
+
+    today = units_of(ctx.run_date)
+    base = None if dest.export == "full" or full_resync else ledger.base_run_date(spark, ctx.lake, dest.name,
+                                                                                  ctx.run_date)
+    if base is None:
+        mode = "resync" if full_resync else "full"
+        units = today
+    else:
+        mode = "incremental"
+        exits = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, ctx.run_date, absent_as_empty=True).where(
+            F.col("status") == "exited")
+        units = transform_changes(today, units_of(base), exits, dest)
+    return transform_exclusions(units, dest, mapping), mode, base
 
 
-def transform_export(members: DataFrame, profiles: DataFrame, dest: DestinationSpec) -> DataFrame:
-    """The rows of every audience of ``dest``: internal audience and profile ids, then one column per header.
-
-    ``members`` is the membership snapshot of the run date, ``profiles`` the profile snapshot. Only
-    realized and existing members of the destination's audiences are kept. The header columns are
-    named ``__c0``, ``__c1``, ... in header order (see :func:`audience_rows`).
-    """
-    headers = headers_of(dest)
-    missing = [m.source for m in dest.mapping
-               if m.namespace is None and m.source.split(".")[0] not in profiles.columns]
-    if missing:
-        raise ExportError(f"destination '{dest.name}': attribute(s) {', '.join(missing)} are not profile columns")
-    types = {f.name: f.dataType for f in profiles.schema.fields}
-    columns = [_mapped_column(m.source, m.namespace, types.get(m.source)) for m in dest.mapping]
-    if dest.include_membership_status:
-        columns += [F.col("__status"), F.col("__qualified")]
-    # Membership columns renamed before the join so that no profile attribute can clash with them.
-    kept = members.where(F.col("status").isin(*MEMBER_STATUSES) & F.col(AUDIENCE_ID).isin(*dest.audiences)).select(
-        F.col(AUDIENCE_ID).alias(_AUDIENCE), F.col(PROFILE_ID).alias(_PROFILE), F.col("status").alias("__status"),
-        F.col("last_qualification_time").alias("__qualified"))
-    joined = kept.join(profiles, F.col(_PROFILE) == profiles[PROFILE_ID], "inner")
-    assert len(columns) == len(headers)
-    return joined.select(_AUDIENCE, _PROFILE, *[c.alias(f"__c{i}") for i, c in enumerate(columns)])
+def render(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame,
+           folder: str) -> list[RenderedFile]:
+    """Every data file of the run, in the destination's audience order."""
+    headers, columns = headers_and_columns(dest)
+    if dest.format == "csv" and dest.csv.formula_protection:
+        exported = transform_protect_formulas(exported, [value_column(i) for i in range(len(dest.mapping))])
+    stamp = evaluation_stamp(ctx.run_date)
+    files: list[RenderedFile] = []
+    if dest.layout == "per_audience":
+        for audience_id in dest.audiences:
+            name = render_file_name(dest, audience_id, ws.audiences[audience_id].name, stamp)
+            files += render_file(exported.where(F.col(AUDIENCE) == audience_id), columns, headers, dest, name,
+                                 folder, audience_id)
+    else:
+        name = render_file_name(dest, "combined", dest.name, stamp)
+        files += render_file(exported, columns, headers, dest, name, folder, None)
+    return files
 
 
-def audience_rows(frame: DataFrame, audience_id: str, headers: Sequence[str]) -> DataFrame:
-    """One audience's file content: one partition sorted by profile id, columns renamed to the headers."""
-    internal = [f"__c{i}" for i in range(len(headers))]
-    ordered = frame.where(F.col(_AUDIENCE) == audience_id).repartition(1).sortWithinPartitions(_PROFILE)
-    return ordered.select(*internal).toDF(*headers)
+def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile], mode: str,
+            base: dt.date | None) -> tuple[list[RenderedFile], list[RenderedFile]]:
+    """Plan, upload and mark every file (the manifest last); return (delivered now or before, not delivered)."""
+    with open_destination(dest, ctx) as transport:
+        locations = {f.name: transport.location(f.name) for f in files}
+        before = ledger.plan(spark, ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
+        removed = transport.cleanup_temporary()
+        if removed:
+            log.info("destination %s: removed %d temporary file(s) left by an earlier attempt", dest.name, removed)
+        done: list[RenderedFile] = []
+        for index, f in enumerate(files):
+            kept = before.get(f.name)
+            if kept is not None and kept.status == ledger.DELIVERED and kept.sha256 == f.sha256:
+                log.info("destination %s: %s already delivered (sha256 %s): not sent again", dest.name, f.name,
+                         f.sha256[:12])
+                done.append(f)
+                continue
+            try:
+                remote = transport.put(f.local_path, f.name, sha256=f.sha256)
+            except DestinationError:
+                return done, list(files[index:])
+            ledger.mark_delivered(spark, ctx.lake, dest.name, ctx.run_date, f.name, remote.location)
+            done.append(f)
+        if isinstance(dest, LocalDestination) and dest.retention_days and isinstance(transport, LocalTransport):
+            # Only files this destination delivered are ever removed from its landing zone.
+            expired = transport.remove_older_than(dest.retention_days,
+                                                  ledger.delivered_names(spark, ctx.lake, dest.name))
+            log.info("destination %s: removed %d file(s) older than %d days", dest.name, len(expired),
+                     dest.retention_days)
+    return done, []
 
 
-def publish_local(write: Callable[[str], None], target: str) -> int:
-    """Have ``write`` fill a temporary folder, move its single part file over ``target``; return its bytes.
-
-    Every file-system call of the export is here, so that object stores can get their own version.
-    The folder is beside the target (same file system, so the final rename is atomic) and hidden
-    from whoever picks files up; it is removed whatever happens. Spark writes one part file even
-    for an empty frame (the header line).
-    """
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    # Short, whatever the target's name: a 255-byte file name must not make its temporary folder too long.
-    temp_dir = os.path.join(folder, f".cdp-{uuid.uuid4().hex}.tmp")
-    try:
-        write(temp_dir)
-        parts = sorted(p for p in Path(temp_dir).iterdir() if p.name.startswith("part-") and p.suffix == ".csv")
-        if len(parts) != 1:
-            raise ExportError(f"expected one part file in {temp_dir}, found {len(parts)}")
-        os.replace(parts[0], target)  # readers see the old file or the new one, never a mix
-        return os.path.getsize(target)
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def write_csv(df: DataFrame, dest: DestinationSpec, target: str) -> int:
-    """Write ``df`` (one partition) as the CSV file ``target``, replacing it; return its size in bytes."""
-    options = {
-        "sep": dest.csv.delimiter,
-        "quote": dest.csv.quote,
-        "escape": dest.csv.escape,
-        "header": str(dest.csv.header).lower(),
-        "nullValue": dest.csv.null_value,
-        "emptyValue": dest.csv.empty_value,
-        "timestampFormat": dest.csv.timestamp_format,
-        "dateFormat": dest.csv.date_format,
-        "timeZone": "UTC",  # the 'Z' of the format is only true in UTC
-        "encoding": "UTF-8",
-    }
-    return publish_local(lambda folder: df.write.mode("overwrite").options(**options).csv(folder), target)
-
-
-def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str) -> dict[str, int]:
-    """Export every audience of one destination for the run date; log the files; return the counts."""
+def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, full_resync: bool = False
+        ) -> dict[str, int]:
+    """Export every audience of one destination for the run date; return the counts (see the module doc)."""
     if destination not in ws.destinations:
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
-    unsupported = unsupported_options(dest)
-    if unsupported:
-        raise ExportError(f"destination '{dest.name}' uses {', '.join(unsupported)}, which this export step does "
-                          "not implement yet (it writes local CSV files, one per audience, full export)")
-    lake, day = ctx.lake, ctx.run_date
-    headers = headers_of(dest)
-    audiences = [ws.audiences[a] for a in dest.audiences]
-    # cdp validate has kept the path under the exports root (unless workspace.yaml allows otherwise).
-    folder = os.path.join(ctx.settings.exports, dest.path.format(date=day.isoformat(), destination=dest.name))
-    targets = {a.id: os.path.join(folder, file_name(dest, a, day)) for a in audiences}  # fail before writing
-
-    members = read_table(spark, lake.path(AUDIENCE_MEMBERSHIP)).where(F.col("run_date") == F.lit(day))
-    profiles = read_table(spark, lake.path(PROFILES)).where(F.col("run_date") == F.lit(day))
-    # Kept for the count and every audience's file: the join runs once per destination.
-    frame = transform_export(members, profiles, dest).persist()
+    folder = os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat())
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+    units, mode, base = select_units(spark, ws, ctx, dest, full_resync)
+    units = units.persist()
+    error: str | None = None
     try:
-        rows = {r[_AUDIENCE]: int(r["count"]) for r in frame.groupBy(_AUDIENCE).count().collect()}
-        too_many = sorted(a for a, n in rows.items() if n > dest.split_rows)
-        if too_many:
-            raise ExportError(f"destination '{dest.name}': audience(s) {', '.join(too_many)} have more than "
-                              f"split_rows ({dest.split_rows}) members; splitting files is not implemented yet")
-        log_rows = []
-        for audience in audiences:
-            size = write_csv(audience_rows(frame, audience.id, headers), dest, targets[audience.id])
-            count = rows.get(audience.id, 0)
-            log.info("%s: %s -> %s (%d rows, %d bytes)", dest.name, audience.id, targets[audience.id], count, size)
-            log_rows.append((dest.name, day, audience.id, os.path.abspath(targets[audience.id]), count, size))
+        counts = exclusion_counts(units)
+        files = render(spark, ws, ctx, dest, units.where(F.col(REASON).isNull()), folder)
+        if dest.manifest:
+            name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
+            name = name[: len(name) - len(dest.extension)] + ".manifest.json"
+            files.append(render_manifest(dest, ctx.run_date.isoformat(), ctx.run_id, files, name, folder))
+        done, missed = deliver(spark, ctx, dest, files, mode, base)
+        if missed:
+            error = f"{len(missed)} file(s) not delivered, first {missed[0].name}"
     finally:
-        frame.unpersist()
-
-    exported = spark.createDataFrame(log_rows, EXPORT_LOG.schema)
-    replace_slice(exported, lake.path(EXPORT_LOG), f"destination = '{dest.name}' AND run_date = {date_literal(day)}",
-                  EXPORT_LOG.partition_by)
-    metrics = {f"{audience_id}.rows": count for _, _, audience_id, _, count, _ in log_rows}
-    metrics.update(files=len(log_rows), bytes=sum(r[5] for r in log_rows))
+        units.unpersist()
+    data_done = [f for f in done if f.kind == "data"]
+    failed = sum(f.rows for f in missed if f.kind == "data")
+    excluded = {k.removeprefix("excluded."): v for k, v in counts.items() if k.startswith("excluded.")}
+    metrics = {"received": counts["received"], "activated": counts["activated"] - failed, "failed": failed,
+               "files": len(data_done), "rows": sum(f.rows for f in data_done),
+               "bytes": sum(f.bytes for f in data_done), **{f"excluded.{k}": v for k, v in excluded.items()}}
+    ledger.record_destination_metrics(spark, ctx.lake, (
+        dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, metrics["received"], metrics["activated"],
+        excluded, failed, metrics["files"], metrics["rows"], metrics["bytes"], "failed" if missed else "delivered",
+        error), dest.name, ctx.run_date)
+    if missed:
+        raise DestinationError(f"destination {dest.name}: {error}; the next run delivers what is missing "
+                               "(see the transport's error above)")
+    shutil.rmtree(folder, ignore_errors=True)
+    log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d bytes", dest.name,
+             dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["files"],
+             metrics["bytes"])
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m jobs.export --run-date YYYY-MM-DD --destination NAME``."""
+    """Command line: ``python -m jobs.export --run-date YYYY-MM-DD --destination NAME [--full-resync]``."""
     parser = job_parser("Export the audiences of one destination for a run date.")
     parser.add_argument("--destination", required=True, help="name of a destination of the workspace")
+    parser.add_argument("--full-resync", action="store_true",
+                        help="send every current member, whatever was delivered before (recorded as mode resync)")
     run_job(parser, argv, lambda args: StepKey(STEP, args.destination),
-            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.destination),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.destination, args.full_resync),
             requires=lambda _args, _ws: [StepKey("evaluate_audiences")])
 
 

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from cdp.destinations.rows import PROFILE
 from cdp.workspace.models import FileDestination
 
-_PART = re.compile(r"^part-\d+.*?\.c(\d+)(\..+)?$")
+_PART = re.compile(r"^part-(\d+)-.*?-c(\d+)(\..+)?$")
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,15 @@ def render_file(rows: DataFrame, columns: Sequence[str], headers: Sequence[str],
     ordered = rows.repartition(1).sortWithinPartitions(PROFILE).select(*columns).toDF(*headers)
     writer = ordered.write.mode("overwrite").options(**writer_options(dest)).option("maxRecordsPerFile",
                                                                                     str(dest.split_rows))
-    {"csv": writer.csv, "jsonl": writer.json, "parquet": writer.parquet}[dest.format](work)
-    parts = sorted((int(m.group(1)), p) for p in Path(work).iterdir() if (m := _PART.match(p.name)))
+    if dest.format == "csv":
+        writer.csv(work)
+    elif dest.format == "jsonl":
+        writer.json(work)
+    else:
+        writer.parquet(work)
+    # part-<task>-<uuid>-c<n>: one task (one partition) writes the parts in row order, c000, c001, ...
+    found = [(m, p) for p in Path(work).iterdir() if (m := _PART.match(p.name))]
+    parts = sorted(((int(m.group(1)), int(m.group(2))), p) for m, p in found)
     total = rows.count()
     out: list[RenderedFile] = []
     for index, (_, part) in enumerate(parts, start=1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from cdp.lake import DATASET, EXPORT_LOG, IDENTITY_MAP, PROFILES, Lake
+from cdp.destinations.rows import evaluation_stamp
+from cdp.lake import DATASET, DESTINATION_METRICS, EXPORT_LEDGER, IDENTITY_MAP, PROFILES, Lake
 from cdp.run_context import RunContext
 from cdp.schemas import dataset_struct, spark_type
 from cdp.settings import Settings
+from cdp.workspace.file_names import render_file_name, slugify
 from cdp.workspace.loader import Workspace, load_workspace
 from jobs import evaluate_audiences, export
-from jobs.export import ExportError, file_name, slugify
 
 D = dt.date(2026, 11, 27)
 UTC = dt.UTC
@@ -108,7 +110,8 @@ def test_evaluate_then_export_marketing_landing(spark: SparkSession, setup: tupl
         + "C1,ann@example.com,Ann,gold,FR,realized,2026-11-28T00:00:00Z\n"
         # RFC 4180, the destinations' default: a quote inside a quoted field is doubled
         + 'C2|C3,bob@example.com,"Bob ""Bobby"", Jr",platinum,DE,realized,2026-11-28T00:00:00Z\n',
-        names["cart_abandoners"]: HEADER + ",,Cy,,US,realized,2026-11-28T00:00:00Z\n",
+        # Cy, an anonymous visitor, has neither a CRM id nor an e-mail: a row that identifies no one is not sent.
+        names["cart_abandoners"]: HEADER,
         names["french_high_points"]: HEADER,  # no member: the header only
     }
 
@@ -122,29 +125,29 @@ def test_evaluate_then_export_marketing_landing(spark: SparkSession, setup: tupl
         assert sorted(os.listdir(folder)) == sorted(expected_files), attempt  # no temporary folder left
         assert {n: (folder / n).read_text(encoding="utf-8") for n in expected_files} == expected_files, attempt
         sizes = {n: len(text.encode("utf-8")) for n, text in expected_files.items()}
-        assert exported == {"gold_members.rows": 2, "cart_abandoners.rows": 1, "french_high_points.rows": 0,
-                            "files": 3, "bytes": sum(sizes.values())}
+        assert exported == {"received": 3, "activated": 2, "failed": 0, "excluded.no_identity": 1,
+                            "excluded.missing_mandatory": 0, "excluded.deduplicated": 0, "files": 3, "rows": 2,
+                            "bytes": sum(sizes.values())}, attempt
 
-        log_rows = spark.read.format("delta").load(ctx.lake.path(EXPORT_LOG)).collect()
-        assert sorted(tuple(r) for r in log_rows) == sorted([
-            ("marketing_landing", D, "cart_abandoners", str(folder / names["cart_abandoners"]), 1,
-             sizes[names["cart_abandoners"]]),
-            ("marketing_landing", D, "french_high_points", str(folder / names["french_high_points"]), 0,
-             sizes[names["french_high_points"]]),
-            ("marketing_landing", D, "gold_members", str(folder / names["gold_members"]), 2,
-             sizes[names["gold_members"]]),
-        ]), attempt
+        ledger = spark.read.format("delta").load(ctx.lake.path(EXPORT_LEDGER)).collect()
+        assert sorted((r["file_name"], r["audience_id"], r["rows"], r["bytes"], r["sha256"], r["location"],
+                       r["mode"], r["status"]) for r in ledger) == sorted(
+            (names[a], a, rows, sizes[names[a]], hashlib.sha256(expected_files[names[a]].encode()).hexdigest(),
+             f"file://{folder / names[a]}", "full", "delivered")
+            for a, rows in (("gold_members", 2), ("cart_abandoners", 0), ("french_high_points", 0))), attempt
+        metrics = spark.read.format("delta").load(ctx.lake.path(DESTINATION_METRICS)).collect()
+        assert [(r["received"], r["activated"], r["excluded"], r["failed"], r["files"], r["rows"], r["status"])
+                for r in metrics] == [(3, 2, {"no_identity": 1, "missing_mandatory": 0, "deduplicated": 0}, 0, 3,
+                                       2 + 0 + 0, "delivered")], attempt
 
 
 def test_file_names(repo_root: Path) -> None:
     ws = load_workspace(repo_root / "examples" / "retail")
     dest = ws.destinations["marketing_landing"]
     gold = ws.audiences["gold_members"]
-    assert file_name(dest, gold, D) == "marketing_landing_gold_members_20261127.csv"
+    stamp = evaluation_stamp(D)
+    assert render_file_name(dest, gold.id, gold.name, stamp) == "marketing_landing_gold_members_20261127.csv"
     assert slugify("Crème brûlée & co: 1,000 points!") == "creme-brulee-co-1-000-points"
-    named = dest.model_copy(update={"file_name": "{date}-{destination}-{audience_id}-{audience_name}"})
-    assert file_name(named, gold, D) == \
-        "20261127-marketing_landing-gold_members-gold-and-platinum-loyalty-members.csv"
-    too_long = dest.model_copy(update={"file_name": "{destination}_{audience_id}_" + "x" * 250})
-    with pytest.raises(ExportError, match="more than 255"):
-        file_name(too_long, gold, D)
+    named = dest.model_copy(update={"file_name": "{date}-{destination}-{audience_id}-{audience_name}-{datetime}"})
+    assert render_file_name(named, gold.id, gold.name, stamp) == \
+        "20261127-marketing_landing-gold_members-gold-and-platinum-loyalty-members-20261127T000000.csv"
