@@ -51,7 +51,7 @@ from cdp.errors import CdpError, DestinationError
 from cdp.job import StepKey, run_job
 from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES
 from cdp.run_context import RunContext, job_parser
-from cdp.storage.base import Transport
+from cdp.storage.base import RetryPolicy, Transport
 from cdp.storage.factory import open_transport
 from cdp.storage.local import LocalTransport
 from cdp.workspace.file_names import render_file_name
@@ -91,12 +91,20 @@ def folder_of(dest: FileDestination, run_date: dt.date) -> str:
     return dest.path.replace("{date}", run_date.isoformat()).replace("{destination}", dest.name)
 
 
+def retry_policy() -> RetryPolicy:
+    """The transports' retry budget: ``CDP_DESTINATION_ATTEMPTS`` tries (default 5), backoff with jitter up to
+    ``CDP_DESTINATION_MAX_WAIT`` seconds (default 30) between them."""
+    return RetryPolicy(attempts=int(os.environ.get("CDP_DESTINATION_ATTEMPTS", "5")),
+                       initial_wait=min(1.0, float(os.environ.get("CDP_DESTINATION_MAX_WAIT", "30"))),
+                       max_wait=float(os.environ.get("CDP_DESTINATION_MAX_WAIT", "30")))
+
+
 def open_destination(dest: FileDestination, ctx: RunContext) -> Transport:
     """The transport of a destination, its credentials from the Airflow connection it names."""
     return open_transport(dest.type_name, dest.connection, bucket=getattr(dest, "bucket", None),
                           container=getattr(dest, "container", None), path=folder_of(dest, ctx.run_date),
                           root=ctx.settings.exports, sse=getattr(dest, "sse", None),
-                          kms_key_id=getattr(dest, "kms_key_id", None))
+                          kms_key_id=getattr(dest, "kms_key_id", None), retry=retry_policy())
 
 
 def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination,
@@ -142,27 +150,34 @@ def render(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
     return files
 
 
+def manifest_run_id(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile]) -> str:
+    """The run id the manifest names: the one it was first delivered with when the data files did not change, so
+    that a re-run sends the same manifest (it is skipped like the files); else this run's."""
+    before = ledger.entries(spark, ctx.lake, dest.name, ctx.run_date)
+    manifest = next((e for e in before.values() if e.kind == "manifest" and e.status == ledger.DELIVERED), None)
+    unchanged = all(f.name in before and before[f.name].sha256 == f.sha256 for f in files)
+    return manifest.run_id if manifest is not None and manifest.run_id and unchanged else ctx.run_id
+
+
 def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile], mode: str,
-            base: dt.date | None) -> tuple[list[RenderedFile], list[RenderedFile]]:
-    """Plan, upload and mark every file (the manifest last); return (delivered now or before, not delivered)."""
-    with open_destination(dest, ctx) as transport:
-        locations = {f.name: transport.location(f.name) for f in files}
-        before = ledger.plan(spark, ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
+            base: dt.date | None) -> tuple[list[RenderedFile], list[RenderedFile], str | None]:
+    """Plan, upload and mark every file (the manifest last): (delivered now or before, not delivered, the error)."""
+    transport = open_destination(dest, ctx)
+    locations = {f.name: transport.location(f.name) for f in files}
+    before = ledger.plan(spark, ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
+    done: list[RenderedFile] = []
+    try:
         removed = transport.cleanup_temporary()
         if removed:
             log.info("destination %s: removed %d temporary file(s) left by an earlier attempt", dest.name, removed)
-        done: list[RenderedFile] = []
-        for index, f in enumerate(files):
+        for f in files:
             kept = before.get(f.name)
             if kept is not None and kept.status == ledger.DELIVERED and kept.sha256 == f.sha256:
                 log.info("destination %s: %s already delivered (sha256 %s): not sent again", dest.name, f.name,
                          f.sha256[:12])
                 done.append(f)
                 continue
-            try:
-                remote = transport.put(f.local_path, f.name, sha256=f.sha256)
-            except DestinationError:
-                return done, list(files[index:])
+            remote = transport.put(f.local_path, f.name, sha256=f.sha256)
             ledger.mark_delivered(spark, ctx.lake, dest.name, ctx.run_date, f.name, remote.location)
             done.append(f)
         if isinstance(dest, LocalDestination) and dest.retention_days and isinstance(transport, LocalTransport):
@@ -171,7 +186,14 @@ def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: 
                                                   ledger.delivered_names(spark, ctx.lake, dest.name))
             log.info("destination %s: removed %d file(s) older than %d days", dest.name, len(expired),
                      dest.retention_days)
-    return done, []
+    except DestinationError as exc:
+        # The transport retried and gave up: what is not delivered is counted as failed, and the next
+        # attempt (or the next run) sends it.
+        log.error("destination %s: %s", dest.name, exc)
+        return done, [f for f in files if f not in done], str(exc)
+    finally:
+        transport.close()
+    return done, [], None
 
 
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, full_resync: bool = False
@@ -192,10 +214,11 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
         if dest.manifest:
             name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
             name = name[: len(name) - len(dest.extension)] + ".manifest.json"
-            files.append(render_manifest(dest, ctx.run_date.isoformat(), ctx.run_id, files, name, folder))
-        done, missed = deliver(spark, ctx, dest, files, mode, base)
+            files.append(render_manifest(dest, ctx.run_date.isoformat(), manifest_run_id(spark, ctx, dest, files),
+                                         files, name, folder))
+        done, missed, cause = deliver(spark, ctx, dest, files, mode, base)
         if missed:
-            error = f"{len(missed)} file(s) not delivered, first {missed[0].name}"
+            error = f"{len(missed)} file(s) not delivered, first {missed[0].name}: {cause}"
     finally:
         units.unpersist()
     data_done = [f for f in done if f.kind == "data"]
@@ -209,8 +232,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
         excluded, failed, metrics["files"], metrics["rows"], metrics["bytes"], "failed" if missed else "delivered",
         error), dest.name, ctx.run_date)
     if missed:
-        raise DestinationError(f"destination {dest.name}: {error}; the next run delivers what is missing "
-                               "(see the transport's error above)")
+        raise DestinationError(f"destination {dest.name}: {error} (the next attempt or run delivers what is "
+                               "missing; files already delivered are not sent again)")
     shutil.rmtree(folder, ignore_errors=True)
     log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d bytes", dest.name,
              dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["files"],

@@ -29,6 +29,8 @@ class LedgerEntry:
     file_name: str
     sha256: str
     status: str
+    run_id: str | None = None
+    kind: str = "data"
 
 
 def _slice(destination: str, run_date: dt.date) -> str:
@@ -39,7 +41,8 @@ def entries(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date
     """The ledger rows of one destination and run date, by file name."""
     rows = read_table(spark, lake.path(EXPORT_LEDGER), EXPORT_LEDGER.schema).where(
         (F.col("destination") == destination) & (F.col("run_date") == F.lit(run_date))).collect()
-    return {r["file_name"]: LedgerEntry(r["file_name"], r["sha256"], r["status"]) for r in rows}
+    return {r["file_name"]: LedgerEntry(r["file_name"], r["sha256"], r["status"], r["run_id"], r["kind"])
+            for r in rows}
 
 
 def base_run_date(spark: SparkSession, lake: Lake, destination: str, before: dt.date) -> dt.date | None:
