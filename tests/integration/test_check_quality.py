@@ -133,7 +133,7 @@ def test_each_ingest_gate_fails_on_its_doctored_file(spark: SparkSession, lake: 
     with pytest.raises(DataQualityError) as caught:
         check_quality.run(spark, ws, context(lake), "ingest")
     assert failure_lines(caught) == [
-        "data-quality check 'ingest' failed 9 of 14 expectations; the run stops here so that bad data does not "
+        "data-quality check 'ingest' failed 8 of 14 expectations; the run stops here so that bad data does not "
         "flow on:",
         "  - crm_profiles_files: expect_column_values_to_be_null(column='count_problem') FAILED — "
         '{"unexpected_count": 1, "unexpected_percent": 16.666666666666664, "unexpected_samples": '
