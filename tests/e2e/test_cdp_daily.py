@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp.identities import e164
+
+# Three DAG runs of about 19 spark-submits each: more than the suite's default 30-minute timeout on a busy machine.
+pytestmark = pytest.mark.timeout(5400)
 
 DAYS = ["2026-11-27", "2026-11-28", "2026-11-29"]
 ECID_ANN = "1" * 38
@@ -124,11 +128,13 @@ def run_states(airflow: str, env: dict[str, str], day: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def daily_runs(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[dict[str, Any]]:
-    # CDP_E2E_REUSE: the folder of a finished run of this module (printed by a failed assertion) to check
-    # the assertions again without running the DAG three times (a development aid; CI never sets it).
+def daily_runs(repo_root: Path) -> Iterator[dict[str, Any]]:
+    # CDP_E2E_REUSE: the folder of a finished run of this module (kept when CDP_E2E_KEEP is set) to check
+    # the assertions again without running the DAG three times (a development aid; CI sets neither).
+    # Not under pytest's basetemp: another pytest session of the same user prunes old basetemps, which
+    # would delete the lake under a run that lasts longer than theirs.
     reuse = os.environ.get("CDP_E2E_REUSE")
-    base = Path(reuse) if reuse else tmp_path_factory.mktemp("e2e")
+    base = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="cdp-e2e-"))
     workspace = base / "workspace"
     landing = base / "landing"
     bin_dir = Path(sys.executable).parent
@@ -176,6 +182,8 @@ def daily_runs(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Ite
                 break  # the next days depend on this one: stop, the test below says which day failed and why
     yield {"base": base, "exports": base / "exports", "lake": base / "lake", "landing": landing,
            "airflow_home": base / "airflow", "outputs": outputs, "states": states}
+    if not reuse and not os.environ.get("CDP_E2E_KEEP"):
+        shutil.rmtree(base, ignore_errors=True)  # the landed files hold (test) PII
 
 
 def test_every_day_succeeded_without_retries(daily_runs: dict[str, Any]) -> None:
