@@ -239,6 +239,17 @@ PROFILES = TableSpec(
              "profile datasets' schemas)"),
 )
 
+# The values of audience_membership.status and .exit_reason: evaluate_audiences writes them, check_quality checks them.
+REALIZED = "realized"
+EXISTING = "existing"
+EXITED = "exited"
+MEMBERSHIP_STATUSES = (REALIZED, EXISTING, EXITED)
+NOT_QUALIFIED = "not_qualified"
+EXCLUDED = "excluded"
+PROFILE_MERGED = "profile_merged"
+PROFILE_REMOVED = "profile_removed"
+EXIT_REASONS = (NOT_QUALIFIED, EXCLUDED, PROFILE_MERGED, PROFILE_REMOVED)
+
 AUDIENCE_MEMBERSHIP = TableSpec(
     name="audience_membership",
     path="audience_membership",
@@ -256,7 +267,15 @@ AUDIENCE_MEMBERSHIP = TableSpec(
         T.StructField("status", T.StringType(), False),
         T.StructField("last_qualification_time", T.TimestampType(), False),
         T.StructField("status_since", T.DateType(), False),
+        # Added after the first release: an existing table gains them (rows written earlier read null).
+        T.StructField("exit_reason", T.StringType(), True),
+        T.StructField("merged_into", T.StringType(), True),
     ]),
+    columns=("exit_reason (null unless status = exited): not_qualified (the rules no longer match), excluded "
+             "(left out by a segmentation guardrail), profile_merged (the profile id was merged into another: "
+             "merged_into holds the surviving id, as on the day of the merge) or profile_removed (the profile id "
+             "no longer exists: its identities are gone); an exited membership of a profile that disappears later "
+             "is re-stamped with that reason and the day (status_since). merged_into: null unless profile_merged"),
 )
 
 AUDIENCE_CATALOG = TableSpec(

@@ -13,6 +13,27 @@ no                        realized / existing         exited (status_since = run
 no                        exited                      exited, kept while younger than the retention
 ========================  ==========================  ==========================================
 
+Merged and removed profiles. The statuses above follow each profile id's own evaluation against its own
+previous memberships, so the profile that survives a merge (or keeps its id through a split) gets its
+statuses as any other profile. A profile id of the previous snapshot that no longer exists on the run
+date exits every audience it was a member of, so that destinations can remove it:
+
+========================  ==================================  ==============================================
+why the id is gone        exit_reason                         merged_into
+========================  ==================================  ==============================================
+merged into another       ``profile_merged`` (a ``merge`` row  the surviving profile id
+                          of ``profile_id_changes`` names it
+                          as previous_profile_id)
+identities gone           ``profile_removed``                 null
+========================  ==================================  ==============================================
+
+Other exits are ``not_qualified`` (the rules no longer match) or ``excluded`` (a segmentation guardrail
+left the profile out); ``exit_reason`` is null unless the status is exited. An exited row is kept for the
+exited-membership retention like any exit; one that had exited for another reason and whose profile
+disappears later is re-stamped with the new reason and the run date (status_since), so that an exited
+row whose profile is absent always says why. The part of a split that gets a new id starts without
+memberships and realizes those it qualifies for.
+
 Everything read is the run date's snapshot (profiles, identity map) or what had landed by then
 (events with ``_batch_date <= D``), so re-running or backfilling a day reproduces that day.
 
@@ -51,11 +72,32 @@ from cdp.audiences import (
     with_counters,
     with_dependencies,
 )
-from cdp.delta_io import latest_partition_before, read_table, replace_slice, table_exists
+from cdp.delta_io import (
+    latest_partition_before,
+    read_run_date_slice,
+    read_table,
+    replace_slice,
+    table_exists,
+)
 from cdp.events import empty_events, event_field_types
 from cdp.events import read_events as read_linked_events
 from cdp.job import StepKey, run_job
-from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, IDENTITY_MAP, PROFILES, date_literal
+from cdp.lake import (
+    AUDIENCE_CATALOG,
+    AUDIENCE_MEMBERSHIP,
+    EXCLUDED,
+    EXISTING,
+    EXIT_REASONS,
+    EXITED,
+    IDENTITY_MAP,
+    NOT_QUALIFIED,
+    PROFILE_ID_CHANGES,
+    PROFILE_MERGED,
+    PROFILE_REMOVED,
+    PROFILES,
+    REALIZED,
+    date_literal,
+)
 from cdp.run_context import RunContext, job_parser
 from cdp.schemas import spark_type
 from cdp.workspace.loader import Workspace
@@ -69,13 +111,12 @@ SCOPE = "all"
 # An exited member stays visible (so destinations can remove it) for this many days after exiting.
 EXITED_RETENTION_DAYS = 30
 
-REALIZED = "realized"
-EXISTING = "existing"
-EXITED = "exited"
 MEMBER_STATUSES = (REALIZED, EXISTING)
 
 KEYS = [AUDIENCE_ID, PROFILE_ID]
 CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
+
+MERGE = "merge"  # profile_id_changes.change of a profile id merged into another
 
 # Why a profile is left out of evaluation (metrics excluded.<reason>).
 EVENT_CAP = "event_cap"
@@ -114,22 +155,39 @@ def excluded_counts(profiles: DataFrame, guardrails: Guardrails) -> dict[str, in
 
 
 def transform_statuses(qualified: DataFrame, previous: DataFrame, run_date: dt.date,
-                       evaluation_time: dt.datetime, retention_days: int = EXITED_RETENTION_DAYS) -> DataFrame:
+                       evaluation_time: dt.datetime, profiles: DataFrame, merges: DataFrame,
+                       retention_days: int = EXITED_RETENTION_DAYS) -> DataFrame:
     """The membership snapshot of the run date (the AUDIENCE_MEMBERSHIP columns).
 
     ``qualified`` holds (audience_id, profile_id) pairs that qualify today; ``previous`` is the
-    previous snapshot (empty on the first run). See the module docstring for the transitions.
+    previous snapshot (empty on the first run); ``profiles`` holds (profile_id, excluded) for every
+    profile of the run date, ``excluded`` true when a segmentation guardrail left it out; ``merges``
+    holds (previous_profile_id, profile_id) for every profile id merged into another on the run date.
+    See the module docstring for the transitions and exit reasons.
     """
     today = qualified.select(*KEYS).distinct().withColumn("_qualifies", F.lit(True))
     before = previous.select(*KEYS, F.col("status").alias("_prev_status"),
                              F.col("status_since").alias("_prev_since"),
-                             F.col("last_qualification_time").alias("_prev_time"))
-    both = today.join(before, KEYS, "full_outer")
+                             F.col("last_qualification_time").alias("_prev_time"),
+                             F.col("exit_reason").alias("_prev_reason"), F.col("merged_into").alias("_prev_into"))
+    present = profiles.select(PROFILE_ID, F.lit(True).alias("_present"), F.col("excluded").alias("_excluded"))
+    # One merge row per previous id (its identities' home component); distinct guards against a doctored table.
+    survivors = merges.select(F.col("previous_profile_id").alias(PROFILE_ID),
+                              F.col("profile_id").alias("_survivor")).dropDuplicates([PROFILE_ID])
+    both = (today.join(before, KEYS, "full_outer")
+            .join(present, PROFILE_ID, "left")
+            .join(survivors, PROFILE_ID, "left"))
 
     qualifies = F.coalesce(F.col("_qualifies"), F.lit(False))
     was_member = F.coalesce(F.col("_prev_status").isin(*MEMBER_STATUSES), F.lit(False))
     was_exited = F.coalesce(F.col("_prev_status") == EXITED, F.lit(False))
     recently_exited = was_exited & (F.datediff(F.lit(run_date), F.col("_prev_since")) < retention_days)
+    gone = F.col("_present").isNull()
+    gone_reason = F.when(F.col("_survivor").isNotNull(), F.lit(PROFILE_MERGED)).otherwise(F.lit(PROFILE_REMOVED))
+    # An earlier exit of an id that is gone today takes the reason it is gone (see the module docstring).
+    restamp = (~qualifies & ~was_member & recently_exited & gone
+               & ~F.coalesce(F.col("_prev_reason").isin(PROFILE_MERGED, PROFILE_REMOVED), F.lit(False)))
+    exits_today = (~qualifies & was_member) | restamp
     day = F.lit(run_date)
 
     # No branch matches an old exit: its status is null and the row is dropped below.
@@ -138,13 +196,28 @@ def transform_statuses(qualified: DataFrame, previous: DataFrame, run_date: dt.d
               .when(was_member, F.lit(EXITED))
               .when(recently_exited, F.lit(EXITED)))
     since = (F.when(qualifies & was_member, F.col("_prev_since"))
-             .when(qualifies | was_member, day)
+             .when(qualifies | exits_today, day)
              .otherwise(F.col("_prev_since")))
     qualification_time = F.when(qualifies, F.lit(evaluation_time)).otherwise(F.col("_prev_time"))
+    reason = (F.when(qualifies, F.lit(None).cast("string"))
+              .when(exits_today & gone, gone_reason)
+              .when(exits_today & F.coalesce(F.col("_excluded"), F.lit(False)), F.lit(EXCLUDED))
+              .when(exits_today, F.lit(NOT_QUALIFIED))
+              .otherwise(F.col("_prev_reason")))
+    merged_into = (F.when(qualifies, F.lit(None).cast("string"))
+                   .when(exits_today, F.when(gone, F.col("_survivor")))
+                   .otherwise(F.col("_prev_into")))
 
     out = both.select(day.alias("run_date"), *KEYS, status.alias("status"),
-                      qualification_time.alias("last_qualification_time"), since.alias("status_since"))
+                      qualification_time.alias("last_qualification_time"), since.alias("status_since"),
+                      reason.alias("exit_reason"), merged_into.alias("merged_into"))
     return conform(out.where(F.col("status").isNotNull()))
+
+
+def transform_profile_presence(profiles: DataFrame, guardrails: Guardrails) -> DataFrame:
+    """(profile_id, excluded): every profile of a snapshot and whether a segmentation guardrail leaves it out."""
+    caps = _caps(profiles, guardrails)
+    return profiles.select(PROFILE_ID, (caps[EVENT_CAP] | caps[IDENTITY_CAP]).alias("excluded"))
 
 
 def conform(df: DataFrame) -> DataFrame:
@@ -174,6 +247,13 @@ def ensure_membership_table(spark: SparkSession, path: str) -> None:
     properties = DeltaTable.forPath(spark, path).detail().first()
     if properties is None or properties["properties"].get(CHANGE_DATA_FEED) != "true":
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({CHANGE_DATA_FEED} = true)")
+    # Additive evolution: a table made before a nullable column was declared gains it (earlier rows read null).
+    stored = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in AUDIENCE_MEMBERSHIP.schema.fields if f.name not in stored]
+    if missing:
+        added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+        log.info("audience_membership: added column(s) %s", ", ".join(f.name for f in missing))
 
 
 def read_events(spark: SparkSession, ws: Workspace, ctx: RunContext, identity_map: DataFrame,
@@ -267,7 +347,11 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     log.info("evaluating %d audience(s), %d event counter(s), previous snapshot %s", len(audiences), len(counters),
              previous_day or "none")
 
-    snapshot = transform_statuses(qualified, previous, day, ctx.evaluation_time)
+    profiles = read_table(spark, lake.path(PROFILES)).where(F.col("run_date") == F.lit(day))
+    changes = read_run_date_slice(spark, lake, PROFILE_ID_CHANGES, day, absent_as_empty=True)
+    merges = changes.where(F.col("change") == MERGE).select("previous_profile_id", PROFILE_ID)
+    snapshot = transform_statuses(qualified, previous, day, ctx.evaluation_time,
+                                  transform_profile_presence(profiles, ws.config.guardrails), merges)
     replace_slice(snapshot, membership_path, f"run_date = {date_literal(day)}", AUDIENCE_MEMBERSHIP.partition_by)
     catalog = transform_catalog(spark, ws.audiences, day)
     for row in catalog.collect():
@@ -279,9 +363,11 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     written = read_table(spark, membership_path).where(F.col("run_date") == F.lit(day))
     counts = {(r[AUDIENCE_ID], r["status"]): r["count"]
               for r in written.groupBy(AUDIENCE_ID, "status").count().collect()}
+    exits = {r["exit_reason"]: int(r["count"]) for r in written.where(
+        (F.col("status") == EXITED) & (F.col("status_since") == F.lit(day))).groupBy("exit_reason").count().collect()}
     metrics: dict[str, int] = {"audiences": len(audiences)}
-    excluded = excluded_counts(read_table(spark, lake.path(PROFILES)).where(F.col("run_date") == F.lit(day)),
-                               ws.config.guardrails)
+    metrics.update({f"exits.{reason}": exits.get(reason, 0) for reason in EXIT_REASONS})
+    excluded = excluded_counts(profiles, ws.config.guardrails)
     if any(excluded.values()):
         log.warning("left out of audience evaluation by the segmentation guardrails: %d profile(s) over "
                     "max_events_per_profile=%d, %d over max_identities_per_graph=%d", excluded["excluded.event_cap"],

@@ -25,11 +25,11 @@ def test_size_change_warns_and_is_recorded(spark: SparkSession, lake: str, repo_
     spark.createDataFrame([(D2, f"p{i}") for i in range(10)], "run_date date, profile_id string").write.format(
         "delta").save(f"{lake}/profiles")
     ts = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
-    rows = ([(D1, "gold_members", f"p{i}", "realized", ts, D1) for i in range(10)]  # 10 -> 4: -60%
-            + [(D2, "gold_members", f"p{i}", "existing", ts, D1) for i in range(4)]
-            + [(D2, "gold_members", f"p{i}", "exited", ts, D2) for i in range(4, 10)]
-            + [(D1, "french_high_points", f"p{i}", "realized", ts, D1) for i in range(4)]  # 4 -> 5: +25%
-            + [(D2, "french_high_points", f"p{i}", "existing", ts, D1) for i in range(5)])
+    rows = ([(D1, "gold_members", f"p{i}", "realized", ts, D1, None, None) for i in range(10)]  # 10 -> 4: -60%
+            + [(D2, "gold_members", f"p{i}", "existing", ts, D1, None, None) for i in range(4)]
+            + [(D2, "gold_members", f"p{i}", "exited", ts, D2, "not_qualified", None) for i in range(4, 10)]
+            + [(D1, "french_high_points", f"p{i}", "realized", ts, D1, None, None) for i in range(4)]  # 4 -> 5: +25%
+            + [(D2, "french_high_points", f"p{i}", "existing", ts, D1, None, None) for i in range(5)])
     spark.createDataFrame(rows, AUDIENCE_MEMBERSHIP.schema).write.format("delta").partitionBy("run_date").save(
         Lake(lake).path(AUDIENCE_MEMBERSHIP))
     ctx = RunContext(D2, "test", Settings(workspace="", lake=lake, landing="", exports=""))

@@ -87,8 +87,13 @@ def oracle_members(spark: SparkSession, lake: Lake, day: dt.date) -> dict[str, s
 
 
 def expected_statuses(previous: dict[tuple[str, str], tuple[str, dt.date]], members: dict[str, set[str]],
-                      day: dt.date) -> dict[tuple[str, str], tuple[str, dt.date]]:
-    """The product's status rules applied to the oracle's members (retention is not reached in three days)."""
+                      day: dt.date, present: set[str], gone_exits: set[tuple[str, str]]
+                      ) -> dict[tuple[str, str], tuple[str, dt.date]]:
+    """The product's status rules applied to the oracle's members (retention is not reached in three days).
+
+    ``present``: the profile ids of the day; ``gone_exits``: the exits already stamped with their profile's
+    absence (updated in place): an earlier exit whose profile is gone today is re-stamped with the day.
+    """
     out: dict[tuple[str, str], tuple[str, dt.date]] = {}
     for audience_id, profile_ids in members.items():
         for profile_id in profile_ids:
@@ -98,8 +103,16 @@ def expected_statuses(previous: dict[tuple[str, str], tuple[str, dt.date]], memb
             else:
                 out[(audience_id, profile_id)] = ("realized", day)
     for key, (status, since) in previous.items():
-        if key not in out:
-            out[key] = ("exited", day) if status != "exited" else (status, since)
+        if key in out:
+            gone_exits.discard(key)
+            continue
+        gone = key[1] not in present
+        if status != "exited" or (gone and key not in gone_exits):
+            out[key] = ("exited", day)
+            if gone:
+                gone_exits.add(key)
+        else:
+            out[key] = (status, since)
     return out
 
 
@@ -116,6 +129,7 @@ def test_every_audience_matches_the_duckdb_oracle_over_three_days(spark: SparkSe
     settings = Settings(workspace=str(root), lake=lake, landing=str(landing), exports=str(tmp_path / "exports"))
 
     previous: dict[tuple[str, str], tuple[str, dt.date]] = {}
+    gone_exits: set[tuple[str, str]] = set()
     sizes = {}
     for day in DAYS:
         ctx = RunContext(day, f"oracle-{day}", settings)
@@ -128,7 +142,9 @@ def test_every_audience_matches_the_duckdb_oracle_over_three_days(spark: SparkSe
 
         members = oracle_members(spark, Lake(lake), day)
         assert sorted(members) == sorted(ws.audiences)
-        expected = expected_statuses(previous, members, day)
+        present = {r["profile_id"] for r in spark.read.format("delta").load(Lake(lake).path(PROFILES)).where(
+            F.col("run_date") == F.lit(day)).select("profile_id").collect()}
+        expected = expected_statuses(previous, members, day, present, gone_exits)
         written = spark.read.format("delta").load(Lake(lake).path(AUDIENCE_MEMBERSHIP)).where(
             F.col("run_date") == F.lit(day)).collect()
         found = {(r["audience_id"], r["profile_id"]): (r["status"], r["status_since"]) for r in written}

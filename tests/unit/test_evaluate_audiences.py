@@ -13,12 +13,12 @@ from pyspark.sql import types as T
 
 from cdp.audiences import RuleError
 from cdp.events import transform_events
-from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, PROFILES, Lake
+from cdp.lake import AUDIENCE_CATALOG, AUDIENCE_MEMBERSHIP, PROFILE_ID_CHANGES, PROFILES, Lake
 from cdp.run_context import RunContext
 from cdp.schemas import spark_type
 from cdp.settings import Settings
 from cdp.workspace.loader import Workspace, load_workspace
-from jobs import evaluate_audiences
+from jobs import check_quality, evaluate_audiences
 from jobs.evaluate_audiences import EXITED_RETENTION_DAYS, transform_statuses
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
@@ -47,9 +47,14 @@ def test_status_transitions_retention_and_reentry(spark: SparkSession) -> None:
     def qualified(*profile_ids: str) -> DataFrame:
         return spark.createDataFrame([("a", p) for p in profile_ids], "audience_id string, profile_id string")
 
+    # Every profile exists on every day and none is merged: only the rules decide.
+    profiles = spark.createDataFrame([(p, False) for p in ("p1", "p2", "p3")], "profile_id string, excluded boolean")
+    no_merges = spark.createDataFrame([], "previous_profile_id string, profile_id string")
+
     def day(run_date: dt.date, previous: DataFrame, *profile_ids: str) -> DataFrame:
         out = transform_statuses(qualified(*profile_ids), previous, run_date,
-                                 dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC))
+                                 dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC),
+                                 profiles, no_merges)
         return spark.createDataFrame(out.collect(), MEMBERSHIP)  # cut the lineage, as a table would
 
     empty = spark.createDataFrame([], MEMBERSHIP)
@@ -147,6 +152,8 @@ def test_run_over_three_days_and_backfill(spark: SparkSession, lake: str, tmp_pa
     assert metrics == {
         "audiences": 4,
         "excluded.event_cap": 0, "excluded.identity_cap": 0,  # within the default segmentation guardrails
+        # D3's exits: p1 left gold_members because the rules no longer match
+        "exits.not_qualified": 1, "exits.excluded": 0, "exits.profile_merged": 0, "exits.profile_removed": 0,
         "gold_members.size": 1, "gold_members.realized": 0, "gold_members.existing": 1, "gold_members.exited": 1,
         "french_high_points.size": 1, "french_high_points.realized": 1, "french_high_points.existing": 0,
         "french_high_points.exited": 0,
@@ -206,3 +213,71 @@ def test_transform_events_carries_fields_and_reads_all_history(spark: SparkSessi
     assert out.schema["field_revenue"].dataType == T.DoubleType()
     assert [(r["event_date"], r["field_campaign_id"], r["field_revenue"]) for r in out.collect()] == [
         (dt.date(2020, 1, 1), "c1", None)]
+
+
+def test_merged_removed_and_excluded_profiles_exit_with_a_reason(spark: SparkSession) -> None:
+    time_d1 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    previous = spark.createDataFrame([
+        (D1, "a", "p1", "realized", time_d1, D1, None, None),
+        (D1, "a", "p2", "existing", time_d1, D1, None, None),  # merged into p1 on D2
+        (D1, "a", "p3", "realized", time_d1, D1, None, None),  # its identities are gone on D2
+        (D1, "a", "p4", "realized", time_d1, D1, None, None),  # over a segmentation guardrail on D2
+        (D1, "a", "p5", "exited", time_d1, D1, "not_qualified", None),  # exited on D1, merged into p1 on D2
+        (D1, "a", "p6", "exited", time_d1, D1, "profile_merged", "p9"),  # merged on D1: carried as it was
+        (D1, "a", "p7", "realized", time_d1, D1, None, None),  # no longer qualifies
+    ], MEMBERSHIP)
+    qualified = spark.createDataFrame([("a", "p1"), ("a", "p8")], "audience_id string, profile_id string")
+    profiles = spark.createDataFrame([("p1", False), ("p4", True), ("p7", False), ("p8", False)],
+                                     "profile_id string, excluded boolean")
+    # p8: the part of a split that got a new id; a merge row names the id merged away and the survivor.
+    merges = spark.createDataFrame([("p2", "p1"), ("p5", "p1")], "previous_profile_id string, profile_id string")
+    out = transform_statuses(qualified, previous, D2, dt.datetime(2026, 3, 3, tzinfo=dt.UTC), profiles, merges)
+    assert out.columns == MEMBERSHIP.names
+    rows = {r["profile_id"]: (r["status"], r["status_since"], r["exit_reason"], r["merged_into"])
+            for r in out.collect()}
+    assert rows == {
+        "p1": ("existing", D1, None, None),  # the survivor: its own evaluation against its own memberships
+        "p2": ("exited", D2, "profile_merged", "p1"),
+        "p3": ("exited", D2, "profile_removed", None),
+        "p4": ("exited", D2, "excluded", None),
+        "p5": ("exited", D2, "profile_merged", "p1"),  # re-stamped: its id is gone, the row says why
+        "p6": ("exited", D1, "profile_merged", "p9"),
+        "p7": ("exited", D2, "not_qualified", None),
+        "p8": ("realized", D2, None, None),
+    }
+
+
+def test_a_table_without_exit_reason_gains_it_and_merged_profiles_pass_the_gate(
+        spark: SparkSession, lake: str, tmp_path: Path, repo_root: Path) -> None:
+    ws = load_workspace(repo_root / "examples" / "retail")
+    path = Lake(lake).path(AUDIENCE_MEMBERSHIP)
+    # A membership table as the release before exit_reason wrote it (6 columns, change data feed on).
+    old_schema = T.StructType(MEMBERSHIP.fields[:6])
+    time_d1 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    spark.createDataFrame([(D1, "gold_members", p, "realized", time_d1, D1) for p in ("pa", "pb", "pc")],
+                          old_schema).write.format("delta").partitionBy("run_date").option(
+        "delta.enableChangeDataFeed", "true").save(path)
+    write_profiles(spark, ws, lake, {D1: {p: {"tier": "gold"} for p in ("pa", "pb", "pc")},
+                                     D2: {"pa": {"tier": "gold"}}})
+    # On D2, pb merged into pa; pc's identities are gone (no change row).
+    changes = spark.createDataFrame([(D2, "merge", "pa", "pb", D1, 2)], cast(T.StructType, PROFILE_ID_CHANGES.schema))
+    changes.write.format("delta").save(Lake(lake).path(PROFILE_ID_CHANGES))
+
+    metrics = evaluate_audiences.run(spark, ws, ctx_for(D2, lake, tmp_path))
+    assert {k: v for k, v in metrics.items() if k.startswith("exits.") or k.startswith("gold_members.")} == {
+        "exits.not_qualified": 0, "exits.excluded": 0, "exits.profile_merged": 1, "exits.profile_removed": 1,
+        "gold_members.size": 1, "gold_members.realized": 0, "gold_members.existing": 1, "gold_members.exited": 2,
+    }
+    table = spark.read.format("delta").load(path)
+    assert table.columns == MEMBERSHIP.names
+    assert sorted(tuple(r) for r in table.select("run_date", "profile_id", "status", "exit_reason", "merged_into")
+                  .collect()) == [
+        (D1, "pa", "realized", None, None), (D1, "pb", "realized", None, None), (D1, "pc", "realized", None, None),
+        (D2, "pa", "existing", None, None), (D2, "pb", "exited", "profile_merged", "pa"),
+        (D2, "pc", "exited", "profile_removed", None),
+    ]
+    # The audience gate accepts exactly these rows (the day-2 failure of issue 9).
+    outcomes = check_quality.run(spark, ws, ctx_for(D2, lake, tmp_path), "audiences")
+    assert [(o.suite, o.success) for o in outcomes if o.suite.startswith("audience_membership")] == [
+        ("audience_membership", True), ("audience_membership", True), ("audience_membership", True),
+        ("audience_membership_keys", True)]
