@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
@@ -24,11 +25,11 @@ re-runs past days, and every task replaces exactly its day's slice, so re-runnin
 | 1 | `load_workspace` | loads and checks the workspace YAML; lists the datasets |
 | 2 | `validate` (one per dataset) | checks landed files against the schema; bad records to `quarantine` |
 | 3 | `ingest` (one per dataset) | MERGE into the dataset tables (profiles upserted, events deduplicated) |
-| 4 | `check_ingest` | Great Expectations: ledger reconciles, keys not null and unique |
+| 4 | `check_ingest` | Great Expectations: every file reconciles with the ledger and quarantine, volumes plausible, staged keys ingested |
 | 5 | `resolve_identities` → `check_identities` | identity graph, connected components, profile ids (incremental) |
 | 6 | `build_profiles` → `check_profiles` | merged profile attributes and identity maps |
 | 7 | `evaluate_audiences` → `check_audiences` | membership: realized / existing / exited |
-| 8 | `export` (one per destination) | files for each destination |
+| 8 | `export` (per destination), `check_exports` | files delivered exactly once (export ledger); counts reconcile |
 | 9 | `report` | a summary of the run in the task log |
 
 Deterministic failures (a workspace error, a rejected batch, a failed quality gate, a step whose
@@ -101,8 +102,9 @@ with DAG(
         task_id="ingest", job="ingest", map_index_template="{{ task.dataset }}"
     ).expand(dataset=datasets)
 
-    def check(stage: str) -> CdpSparkJobOperator:
-        return CdpSparkJobOperator(task_id=f"check_{stage}", job="check_quality", extra_args=["--stage", stage])
+    def check(stage: str, **kwargs: Any) -> CdpSparkJobOperator:
+        return CdpSparkJobOperator(task_id=f"check_{stage}", job="check_quality", extra_args=["--stage", stage],
+                                   **kwargs)
 
     resolve = CdpSparkJobOperator(
         task_id="resolve_identities",
@@ -132,5 +134,8 @@ with DAG(
         >> audiences
         >> check("audiences")
         >> export
+        # Runs whatever the exports did: a destination that failed is counted, and every delivered file must
+        # hold exactly the rows its destination activated.
+        >> check("exports", trigger_rule="all_done")
         >> report
     )

@@ -51,8 +51,10 @@ from cdp.lake import (
     AUDIENCE_MEMBERSHIP,
     BATCH_LEDGER,
     DATASET,
+    DESTINATION_METRICS,
     EXIT_REASONS,
     EXITED,
+    EXPORT_LEDGER,
     IDENTITY_MAP,
     MEMBERSHIP_STATUSES,
     PROFILE_MERGED,
@@ -76,8 +78,8 @@ log = logging.getLogger(__name__)
 AUDIENCE_SIZE_CHANGE = "audience_size_change"
 WARNING_SUITES = frozenset({AUDIENCE_SIZE_CHANGE})
 
-Stage = Literal["ingest", "identities", "profiles", "audiences"]
-STAGES: tuple[Stage, ...] = ("ingest", "identities", "profiles", "audiences")
+Stage = Literal["ingest", "identities", "profiles", "audiences", "exports"]
+STAGES: tuple[Stage, ...] = ("ingest", "identities", "profiles", "audiences", "exports")
 INGEST_STEP = "ingest"  # run_metrics.step of jobs/ingest.py
 
 
@@ -139,14 +141,15 @@ def transform_file_checks(ledger: DataFrame, staged: DataFrame, quarantine: Data
 
 
 def transform_volume_checks(ledger: DataFrame, table_rows: int, previous_rows: int | None,
-                            previous_day: dt.date | None) -> DataFrame:
+                            previous_day: dt.date | None, deleted: int = 0) -> DataFrame:
     """One row with ``empty_day_problem`` (files landed, duplicates aside, but no valid row) and
-    ``shrink_problem`` (the table holds fewer rows than after the previous run date's ingest)."""
+    ``shrink_problem`` (the table holds fewer rows than after the previous run date's ingest, beyond the rows
+    this day's ingest deleted on purpose: a re-run day whose fixed files no longer hold them)."""
     landed = ledger.where(F.col("status") != DUPLICATE_STATUS).agg(
         F.count(F.lit(1)).alias("files"), F.coalesce(F.sum("rows_valid"), F.lit(0)).alias("rows_valid"))
-    shrank = previous_rows is not None and table_rows < previous_rows
+    shrank = previous_rows is not None and table_rows + deleted < previous_rows
     shrink = (f"the table holds {table_rows} row(s), {previous_rows} after the ingest of {previous_day}"
-              if shrank else None)
+              + (f" ({deleted} deleted by this day's re-run)" if deleted else "") if shrank else None)
     return landed.select(
         _problem((F.col("files") > 0) & (F.col("rows_valid") == 0),
                  _text(F.col("files").cast("string"), " file(s) landed, 0 valid rows")).alias("empty_day_problem"),
@@ -159,6 +162,14 @@ def transform_keys_missing(staged: DataFrame, table: DataFrame, key: str) -> Dat
     present = table.select(F.col(key).alias("_k")).distinct().withColumn("_found", F.lit(True))
     joined = staged.select(key).join(present, staged[key].eqNullSafe(present["_k"]), "left")
     return joined.select(key, F.when(F.col("_found").isNull(), F.col(key)).alias("missing"))
+
+
+def rows_deleted(spark: SparkSession, lake: Lake, dataset: str, run_date: dt.date) -> int:
+    """The rows the run date's ingest deleted (a re-run whose fixed files no longer hold them)."""
+    row = read_table(spark, lake.path(RUN_METRICS), RUN_METRICS.schema).where(
+        (F.col("run_date") == F.lit(run_date)) & (F.col("step") == INGEST_STEP) & (F.col("scope") == dataset)
+        & (F.col("metric") == "rows_deleted")).agg(F.max("value").alias("n")).first()
+    return 0 if row is None or row["n"] is None else int(row["n"])
 
 
 def previous_table_rows(spark: SparkSession, lake: Lake, dataset: str,
@@ -199,7 +210,8 @@ def ingest_suites(spark: SparkSession, ws: Workspace, lake: Lake, run_date: dt.d
         table_rows = read_table(spark, table_path).count() if has_table else 0
         previous_rows, previous_day = previous_table_rows(spark, lake, dataset.name, run_date)
         suites.append(Suite(f"{dataset.name}_volume",
-                            transform_volume_checks(ledger, table_rows, previous_rows, previous_day), [
+                            transform_volume_checks(ledger, table_rows, previous_rows, previous_day,
+                                                    rows_deleted(spark, lake, dataset.name, run_date)), [
             gxe.ExpectColumnValuesToBeNull(column="empty_day_problem"),
             gxe.ExpectColumnValuesToBeNull(column="shrink_problem"),
         ], samples="plain"))
@@ -350,6 +362,36 @@ def audience_suites(spark: SparkSession, lake: Lake, run_date: dt.date,
     return suites
 
 
+def transform_export_reconciliation(metrics: DataFrame, ledger: DataFrame) -> DataFrame:
+    """Per destination of the run date: ``count_problem`` when received != activated + excluded + failed, and
+    ``rows_problem`` when the rows of its delivered data files (export_ledger) differ from what it activated."""
+    delivered = (ledger.where((F.col("kind") == "data") & (F.col("status") == "delivered"))
+                 .groupBy("destination").agg(F.sum("rows").alias("delivered_rows")))
+    joined = metrics.join(delivered, "destination", "left").withColumn(
+        "delivered_rows", F.coalesce(F.col("delivered_rows"), F.lit(0)))
+    excluded = F.aggregate(F.map_values(F.col("excluded")), F.lit(0).cast("long"), lambda a, b: a + b)
+    name = F.col("destination")
+    return joined.select(
+        "destination",
+        _problem(F.col("received") != F.col("activated") + excluded + F.col("failed"),
+                 _text(name, ": received ", F.col("received").cast("string"), " != activated ",
+                       F.col("activated").cast("string"), " + excluded ", excluded.cast("string"), " + failed ",
+                       F.col("failed").cast("string"))).alias("count_problem"),
+        _problem(F.col("activated") != F.col("delivered_rows"),
+                 _text(name, ": activated ", F.col("activated").cast("string"), " but the delivered files hold ",
+                       F.col("delivered_rows").cast("string"), " row(s)")).alias("rows_problem"))
+
+
+def export_suites(spark: SparkSession, lake: Lake, run_date: dt.date) -> list[Suite]:
+    """Every destination's counts reconcile, and its delivered files hold exactly the rows it activated."""
+    metrics = read_run_date_slice(spark, lake, DESTINATION_METRICS, run_date, absent_as_empty=True)
+    ledger = read_run_date_slice(spark, lake, EXPORT_LEDGER, run_date, absent_as_empty=True)
+    return [Suite("destination_counts", transform_export_reconciliation(metrics, ledger), [
+        gxe.ExpectColumnValuesToBeNull(column="count_problem"),
+        gxe.ExpectColumnValuesToBeNull(column="rows_problem"),
+    ], samples="plain")]  # counts and destination names only
+
+
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage) -> list[ExpectationOutcome]:
     """Run the stage's suites, record every outcome, raise if any failed."""
     lake = ctx.lake
@@ -360,8 +402,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage) -> li
                                  [code for code, ns in ws.namespaces.items() if ns.unique])
     elif stage == "profiles":
         suites = profile_suites(spark, lake, ctx.run_date)
-    else:
+    elif stage == "audiences":
         suites = audience_suites(spark, lake, ctx.run_date, ws.config.guardrails.audience_size_change_warning_share)
+    else:
+        suites = export_suites(spark, lake, ctx.run_date)
     outcomes = validate_suites(suites)
     rows = [(ctx.run_date, stage, o.suite, o.expectation, o.kwargs, o.success, o.observed) for o in outcomes]
     replace_slice(spark.createDataFrame(rows, QUALITY_RESULTS.schema), lake.path(QUALITY_RESULTS),
@@ -382,6 +426,8 @@ def checked_steps(stage: str, ws: Workspace) -> list[StepKey]:
     """The steps whose output the gate of ``stage`` reads."""
     if stage == "ingest":
         return [StepKey("ingest", name) for name in sorted(ws.datasets)]
+    if stage == "exports":
+        return []  # it checks whatever the exports recorded, a failed destination included
     return [StepKey(CHECKED_STEPS[stage])]
 
 
