@@ -61,7 +61,7 @@ def test_errors_while_normalising_name_the_namespace_and_the_setting() -> None:
                          "other": Namespace(code="other", type="phone")})
     # A region of the wrong type (what a NaN used to be) fails in the phone library: the error says where.
     with pytest.raises(PhoneNormalizationError) as failed:
-        phone_frame(pd.Series(["mobile"]), pd.Series(["0612345678"]), {"mobile": 7})  # type: ignore[dict-item]
+        phone_frame(pd.Series(["mobile"]), pd.Series(["+33 6 12 34 56 78"]), {"mobile": 7})  # type: ignore[dict-item]
     assert str(failed.value) == (
         "namespaces.yaml: namespace 'mobile': phone normalisation with default_region=7 failed (AttributeError: "
         "'int' object has no attribute 'upper'); check the namespace's default_region (an ISO 3166 code such as "
