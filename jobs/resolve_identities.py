@@ -588,9 +588,19 @@ def check_phone_regions(namespaces: Mapping[str, Namespace]) -> None:
         raise CdpError("; ".join(errors))
 
 
-def dropped_metrics(normalized: DataFrame) -> dict[str, int]:
-    """``dropped.<namespace>.<reason>``: how many distinct values of each namespace were not linked, and why."""
-    rows = normalized.where(F.col("reason").isNotNull()).groupBy("namespace", "reason").count().collect()
+def dropped_metrics(normalized: DataFrame, records: DataFrame | None = None,
+                    since: dt.date | None = None) -> dict[str, int]:
+    """``dropped.<namespace>.<reason>``: how many distinct values of each namespace were not linked, and why.
+
+    With ``records`` and ``since``, only the values of the records batched after ``since`` count (the
+    batches since the previous run: a full rebuild reports what an incremental run of the day would).
+    """
+    dropped = normalized.where(F.col("reason").isNotNull())
+    if records is not None and since is not None:
+        recent = (records.where(F.col(BATCH_DATE) > F.lit(since)).select(F.explode("identities").alias("i"))
+                  .select("i.namespace", "i.raw").distinct())
+        dropped = dropped.join(recent, ["namespace", "raw"], "left_semi")
+    rows = dropped.groupBy("namespace", "reason").count().collect()
     return {f"dropped.{r['namespace']}.{r['reason']}": int(r["count"]) for r in rows}
 
 
@@ -617,7 +627,7 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, mode: str = "auto")
         records_read = out["records"].count()
         recomputed = out["region"].count() if start else identity_count
         touched = out["touched"].count() if start else None
-        metrics = dropped_metrics(out["normalized"])
+        metrics = dropped_metrics(out["normalized"], out["records"], start.run_date if start else previous_date)
         path = write_slice(spark, out["identity_map"], ctx.lake, IDENTITY_MAP, ctx.run_date)
         write_slice(spark, out["audit"], ctx.lake, IDENTITY_AUDIT, ctx.run_date)
         previous_run = F.lit(previous_date).cast(T.DateType()).alias("previous_run_date")
