@@ -207,8 +207,7 @@ def test_incremental_runs_equal_full_rebuilds(spark: SparkSession, ws: Workspace
         fixed = [{"crm_id": "C1", "email": "fixed@x.com", "_source_file": "crm_profiles/fixed", "_row_number": 1,
                   "_batch_date": redo, "_record_ts": dt.datetime.combine(redo, dt.time(8))}]
         replace_slice(spark.createDataFrame([tuple(r.get(f.name) for f in struct.fields) for r in fixed], struct),
-                      Lake(lake).path(STAGING, "crm_profiles"), f"_batch_date = {date_literal(redo)}",
-                      ["_batch_date"])
+                      Lake(lake).path(STAGING, "crm_profiles"), f"_batch_date = {date_literal(redo)}")
     before = snapshot(spark, lakes["auto"], IDENTITY_NODES, redo)
     metrics = {mode: run(spark, ws, context(ws, lake, redo), mode) for mode, lake in lakes.items()}
     assert same_metrics(metrics["auto"], metrics["full"])
