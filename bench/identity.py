@@ -26,7 +26,7 @@ from scipy.sparse.csgraph import connected_components as scipy_components
 
 from bench.measure import measure
 from cdp.graph import connected_components
-from jobs.resolve_identities import PreviousRun, incremental_components
+from jobs.resolve_identities import PreviousRun, incremental_components, transform_merge_links, transform_merge_nodes
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,21 @@ def random_identity_graph(identities: int, seed: int = 1) -> tuple[np.ndarray, n
     return ids.astype(np.int64), src, dst
 
 
-def changed_graph(ids: np.ndarray, src: np.ndarray, dst: np.ndarray, share: float = 0.01,
-                  seed: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The next day's graph: ``share`` of the links change (half removed, half added, a fifth of the added
-    ones reaching new identities)."""
+def changed_links(links0: pd.DataFrame, identities: int, share: float = 0.01,
+                  seed: int = 2) -> tuple[pd.Series, pd.DataFrame, np.ndarray]:
+    """The next day's change: ``share`` of the links change, half of them expiring (the mask over ``links0``),
+    half added (``(src, dst)`` node indices, a fifth of them reaching new identities, whose indices follow the
+    ``identities`` existing ones: the third element)."""
     rng = np.random.default_rng(seed)
-    changed = max(2, int(len(src) * share))
-    keep = np.ones(len(src), dtype=bool)
-    keep[rng.choice(len(src), changed // 2, replace=False)] = False
-    fresh = changed // 10
-    new_ids = rng.choice(np.iinfo(np.int64).max // 2, size=fresh, replace=False) + np.iinfo(np.int64).max // 2
-    all_ids = np.concatenate([ids, new_ids.astype(np.int64)])
+    changed = max(2, int(len(links0) * share))
+    expiring = pd.Series(False, index=links0.index)
+    expiring.iloc[rng.choice(len(links0), changed // 2, replace=False)] = True
     added = changed - changed // 2
-    add_src = rng.integers(0, len(ids), added)
-    add_dst = np.concatenate([rng.integers(0, len(all_ids), added - fresh), np.arange(len(ids), len(all_ids))])
-    return all_ids, np.concatenate([src[keep], add_src]), np.concatenate([dst[keep], add_dst])
+    fresh = max(1, added // 5)
+    add_src = rng.integers(0, identities, added)
+    add_dst = np.concatenate([rng.integers(0, identities + fresh, added - fresh),
+                              np.arange(identities, identities + fresh)])
+    return expiring, pd.DataFrame({"src": add_src, "dst": add_dst}), np.arange(identities, identities + fresh)
 
 
 def _write(work: Path, name: str, frame: pd.DataFrame) -> str:
@@ -87,7 +87,8 @@ def _same_partition(result: pd.DataFrame, ids: np.ndarray, labels: np.ndarray, c
 
 def bench_identity(spark: SparkSession, work: Path, identities: int) -> dict[str, float]:
     """Time our components and scipy's on one generated graph (the partitions must be the same); then change
-    1% of the links and time a full run against the incremental run of the job (same answer required)."""
+    1% of the links (half expire, half are new) and time a full run against the incremental run of the job
+    (same answer required)."""
     day0, day1 = dt.date(2026, 11, 26), dt.date(2026, 11, 27)
     ids, src, dst = random_identity_graph(identities)
     count, labels, scipy_seconds = _scipy(identities, src, dst)
@@ -101,31 +102,45 @@ def bench_identity(spark: SparkSession, work: Path, identities: int) -> dict[str
         raise AssertionError(f"connected components differ from scipy on {identities} identities")
     log.info("identity %d: ours %.1fs, scipy %.2fs, %d components", identities, m.seconds, scipy_seconds, count)
 
-    # The previous run as the job stores it: identity map (node, component, seen dates) and links.
+    # The previous run as the job stores it: identity map (node, component), nodes and links (half a percent of
+    # them expiring on the next day), then the next day's batch: new links, some to new identities.
     links0 = _links(ids[src], ids[dst], day0)
+    expiring, added, new_index = changed_links(links0, identities)
+    links0["expires_on"] = [day1 if e else None for e in expiring]
+    rng = np.random.default_rng(3)
+    ids1 = np.concatenate([ids, rng.choice(np.iinfo(np.int64).max // 2, size=len(new_index), replace=False)
+                           + np.iinfo(np.int64).max // 2]).astype(np.int64)
+    nodes0 = pd.DataFrame({"namespace": "ecid", "value": ids.astype(str), "node_id": ids, "first_seen": day0,
+                           "last_seen": day0, "last_seen_ts": pd.Timestamp(day0)})
     previous = PreviousRun(
         day0,
         spark.read.parquet(_write(work, f"identity-map-{identities}", pd.DataFrame({
-            "node_id": result["id"], "component": result["component"], "first_seen": day0, "last_seen": day0}))),
-        spark.read.parquet(_write(work, f"identity-links-{identities}", links0)),
-        spark.createDataFrame([], "component long, run_date date"))
-    ids1, src1, dst1 = changed_graph(ids, src, dst)
-    seen = pd.Series(day0, index=ids1)
-    links1 = _links(ids1[src1], ids1[dst1], day0)
-    fresh = ~links1.set_index(["src", "dst"]).index.isin(links0.set_index(["src", "dst"]).index)
-    links1.loc[fresh, "seen_date"] = day1  # the new links were seen on the new day, so were their ends
-    seen.loc[np.concatenate([links1.loc[fresh, "src"].to_numpy(), links1.loc[fresh, "dst"].to_numpy()])] = day1
-    identities1 = spark.read.parquet(_write(work, f"identity-identities1-{identities}", pd.DataFrame({
-        "node_id": ids1, "first_seen": [day0] * len(ids) + [day1] * (len(ids1) - len(ids)),
-        "last_seen": seen.to_numpy()})))
-    edges1 = spark.read.parquet(_write(work, f"identity-links1-{identities}", links1))
-    count1, labels1, _ = _scipy(len(ids1), src1, dst1)
+            "node_id": result["id"], "component": result["component"]}))),
+        spark.read.parquet(_write(work, f"identity-links-{identities}", links0))
+        .withColumn("expires_on", F.col("expires_on").cast("date")),
+        spark.createDataFrame([], "component long, reason string, run_date date"),
+        spark.read.parquet(_write(work, f"identity-state-nodes-{identities}", nodes0)))
+    day_links = _links(ids1[added["src"].to_numpy()], ids1[added["dst"].to_numpy()], day1)
+    ends = np.unique(np.concatenate([day_links["src"].to_numpy(), day_links["dst"].to_numpy()]))
+    observed = spark.read.parquet(_write(work, f"identity-observed-{identities}", pd.DataFrame({
+        "namespace": "ecid", "value": ends.astype(str), "node_id": ends, "first_seen": day1, "last_seen": day1,
+        "last_seen_ts": pd.Timestamp(day1)})))
+    observed_links = spark.read.parquet(_write(work, f"identity-links1-{identities}", day_links)).withColumn(
+        "expires_on", F.lit(None).cast("date"))
+    # The job's own merge: the previous graph plus the day, minus what expired.
+    nodes1 = transform_merge_nodes(previous.nodes, observed).localCheckpoint(eager=True)
+    alive, gone = transform_merge_links(previous.links, observed_links, day1, day0)
+    edges1, expired = alive.localCheckpoint(eager=True), gone.localCheckpoint(eager=True)
+    position = pd.Series(np.arange(len(ids1)), index=ids1)
+    kept = pd.concat([links0.loc[~expiring, ["src", "dst"]], day_links[["src", "dst"]]]).drop_duplicates()
+    count1, labels1, _ = _scipy(len(ids1), position[kept["src"]].to_numpy(), position[kept["dst"]].to_numpy())
 
     with measure() as full:
-        full_computed = connected_components(edges1, identities1.select(F.col("node_id").alias("id"))
+        full_computed = connected_components(edges1, nodes1.select(F.col("node_id").alias("id"))
                                              ).localCheckpoint(eager=True)
     with measure() as incremental:
-        incremental_computed = incremental_components(identities1, edges1, previous).localCheckpoint(eager=True)
+        incremental_computed = incremental_components(observed, nodes1, edges1, expired, previous
+                                                      ).localCheckpoint(eager=True)
     full_result = pd.DataFrame(full_computed.toPandas())
     incremental_result = pd.DataFrame(incremental_computed.toPandas())
     for name, frame in (("full", full_result), ("incremental", incremental_result)):

@@ -10,8 +10,10 @@ tablet, ``test@test.com``). Two rules apply, *only* inside the components that b
    in one person is dropped. A device shared by two persons follows the most recent one; a generic
    email used by two CRM ids stays with the most recent and does not merge them.
 2. the identity cap: a person holds at most ``max_identities_per_graph`` identities. Beyond it, the
-   identities of the lowest namespace priority go first, the least recently seen first; each one
-   dropped becomes a person of its own (and what is left may split where it was a bridge).
+   lowest types go first (cookies, then devices, then the other types), within a type the lowest
+   namespace priority, and among those the least recently seen first (last batch date, then record
+   time; never the order of the values, which only breaks exact ties); each one dropped becomes a
+   person of its own (and what is left may split where it was a bridge).
 
 Every dropped link and identity is returned with its reason for the audit table.
 """
@@ -19,6 +21,7 @@ Every dropped link and identity is returned with its reason for the audit table.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -27,6 +30,12 @@ from pyspark.sql import types as T
 
 UNIQUE_NAMESPACE = "unique_namespace"
 IDENTITY_CAP = "identity_cap"
+# Not a collapse rule but recorded in the same audit: a link not seen again within its TTL.
+LINK_EXPIRED = "link_expired"
+
+# The identity cap drops the lowest types first (the reference: cookie, then device), then by priority.
+TYPE_RANK = {"cookie": 0, "device": 1}
+OTHER_TYPE_RANK = 2
 
 # What the per-component replay returns: one ``label`` row per node (the smallest node id of its
 # person), then one row per dropped link or identity (``reason`` set).
@@ -43,7 +52,8 @@ REPLAYED = T.StructType([
     T.StructField("seen_ts", T.TimestampType(), True),
     T.StructField("detail", T.StringType(), True),
 ])
-NODE_COLUMNS = ["component", "node_id", "namespace", "value", "priority", "unique", "first_seen", "last_seen"]
+NODE_COLUMNS = ["component", "node_id", "namespace", "value", "type_rank", "priority", "unique", "first_seen",
+                "last_seen", "last_seen_ts"]
 EDGE_COLUMNS = ["component", "src", "dst", "seen_date", "seen_ts"]
 
 
@@ -121,7 +131,7 @@ def replay_component(nodes: pd.DataFrame, edges: pd.DataFrame, cap: int) -> pd.D
                       "seen_date": e.seen_date, "seen_ts": e.seen_ts,
                       "detail": f"would put {ns} '{mine}' and '{theirs}' in one person; a newer link kept them apart"})
 
-    # Rule 2: persons above the cap lose their lowest-priority, least recently seen identities.
+    # Rule 2: persons above the cap lose their lowest-type, lowest-priority, least recently seen identities.
     members: dict[int, list[int]] = {}
     for n in ids:
         members.setdefault(uf.find(n), []).append(n)
@@ -129,14 +139,13 @@ def replay_component(nodes: pd.DataFrame, edges: pd.DataFrame, cap: int) -> pd.D
     for group in members.values():
         if len(group) <= cap:
             continue
-        order = sorted(group, key=lambda n: (info[n].priority, _day(info[n].last_seen), _day(info[n].first_seen),
-                                             info[n].namespace, info[n].value))
+        order = sorted(group, key=lambda n: _eviction_key(info[n]))
         for n in order[:len(group) - cap]:
             evicted.add(n)
             audit.append({"reason": IDENTITY_CAP, "namespace": info[n].namespace, "value": info[n].value,
                           "seen_date": info[n].last_seen,
-                          "detail": f"person above {cap} identities: its lowest-priority, least recently seen "
-                                    "identities are dropped"})
+                          "detail": f"person above {cap} identities: cookies go first, then devices, then the "
+                                    "lowest priority, the least recently seen first"})
     if evicted:
         remaining = [n for n in ids if n not in evicted]
         labels = _components(remaining, [(a, b) for a, b in kept if a not in evicted and b not in evicted])
@@ -157,6 +166,21 @@ def replay_component(nodes: pd.DataFrame, edges: pd.DataFrame, cap: int) -> pd.D
 
 def _day(value: object) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.min
+
+
+def _time(value: object) -> tuple[int, pd.Timestamp | None]:
+    """A sortable record time: a missing one (None, NaT) sorts first, as the least recently seen."""
+    if value is None or pd.isna(value):
+        return 0, None
+    return 1, pd.Timestamp(value)
+
+
+def _eviction_key(node: Any) -> tuple[object, ...]:
+    """The order in which the identity cap drops identities: first the lowest type, then the lowest priority,
+    then the least recently seen (batch date, then record time), then the first seen; the namespace and value
+    only break exact ties, so that a rerun drops the same identities."""
+    return (node.type_rank, node.priority, _day(node.last_seen), _time(node.last_seen_ts), _day(node.first_seen),
+            node.namespace, node.value)
 
 
 def _replay_groups(cap: int) -> object:

@@ -107,7 +107,8 @@ DATASET = TableSpec(
 IDENTITY_MAP = TableSpec(
     name="identity_map",
     path="identity_map",
-    description="Which profile each identity belongs to, as resolved for a run date.",
+    description=("Which profile each identity belongs to, as resolved for a run date: every identity of the "
+                 "identity graph (identity_nodes), an identity dropped by the identity cap as a profile of its own."),
     written_by="resolve_identities",
     write_mode="overwrite of the run_date partition (replaceWhere)",
     keys=["run_date", "namespace", "value"],
@@ -122,7 +123,9 @@ IDENTITY_MAP = TableSpec(
         T.StructField("last_seen", T.DateType(), False),
         T.StructField("component", T.LongType(), True),
     ]),
-    columns=("component: the smallest node id of the identity's connected component before collapse protection "
+    columns=("first_seen / last_seen: the first and the latest batch date of a validated record (any version) "
+             "carrying the identity; "
+             "component: the smallest node id of the identity's connected component before collapse protection "
              "(what an incremental run recomputes when the component is touched); null in slices written before "
              "the column existed"),
 )
@@ -132,7 +135,9 @@ IDENTITY_AUDIT = TableSpec(
     path="identity_audit",
     description=("Every link and identity that collapse protection dropped for a run date, with the reason: "
                  "unique_namespace (a link that would put two values of a unique namespace in one person) or "
-                 "identity_cap (an identity beyond guardrails.max_identities_per_graph)."),
+                 "identity_cap (an identity beyond guardrails.max_identities_per_graph); and every link that "
+                 "expired since the previous run: link_expired (not seen again within the link_ttl_days of its "
+                 "namespaces)."),
     written_by="resolve_identities",
     write_mode="overwrite of the run_date partition (replaceWhere)",
     keys=["run_date", "reason", "namespace", "value", "other_namespace", "other_value"],
@@ -149,7 +154,8 @@ IDENTITY_AUDIT = TableSpec(
         T.StructField("seen_ts", T.TimestampType(), True),
         T.StructField("detail", T.StringType(), False),
     ]),
-    columns=("component: the smallest node id of the connected component before the rules; a dropped link is "
+    columns=("component: the smallest node id of the connected component before the rules (link_expired: the "
+             "component of (namespace, value) without the link); a dropped link is "
              "(namespace, value) - (other_namespace, other_value), last seen on seen_date / seen_ts; a dropped "
              "identity has no other_*"),
 )
@@ -178,9 +184,11 @@ PROFILE_ID_CHANGES = TableSpec(
 IDENTITY_LINKS = TableSpec(
     name="identity_links",
     path="identity_links",
-    description=("The identity graph's edges as of a run date: two identities seen on the same record, with "
-                 "the latest batch date and record time the link was seen. The next run diffs its links "
-                 "against these to find the components it must recompute."),
+    description=("The identity graph's edges as of a run date: two identities seen on the same record (any "
+                 "validated version of it, up to the run date), with the latest batch date and record time the "
+                 "link was seen. Cumulative: a later record version without one of the identities does not remove "
+                 "the link; it stays until it expires (expires_on). The next run adds its batches' links to these "
+                 "and recomputes only the components they touch."),
     written_by="resolve_identities",
     write_mode="overwrite of the run_date partition (replaceWhere)",
     keys=["run_date", "src", "dst"],
@@ -191,16 +199,21 @@ IDENTITY_LINKS = TableSpec(
         T.StructField("dst", T.LongType(), False),
         T.StructField("seen_date", T.DateType(), True),
         T.StructField("seen_ts", T.TimestampType(), True),
+        # Added with link expiry: slices written before read null (never expires).
+        T.StructField("expires_on", T.DateType(), True),
     ]),
-    columns="src < dst: node ids of identity_map.node_id",
+    columns=("src < dst: node ids of identity_map.node_id; expires_on: the first run date on which the link is "
+             "dropped unless seen again (seen_date + the shorter link_ttl_days of its two namespaces, a "
+             "namespace without one taking guardrails.link_ttl_days); null: never expires"),
 )
 
 IDENTITY_RUNS = TableSpec(
     name="identity_runs",
     path="identity_runs",
-    description=("How each run date's identity resolution was computed: 'full' (every component) or "
-                 "'incremental' (only the components touched by new, changed or removed identities and "
-                 "links since previous_run_date; the others copied), and why."),
+    description=("How each run date's identity resolution was computed: 'full' (the whole staging history, "
+                 "every component) or 'incremental' (the previous run's identity_nodes and identity_links plus "
+                 "the batches after previous_run_date; only the components touched by their identities and links "
+                 "or by an expired link are recomputed, the others copied), and why."),
     written_by="resolve_identities",
     write_mode="overwrite of the run_date partition (replaceWhere)",
     keys=["run_date"],
@@ -216,9 +229,34 @@ IDENTITY_RUNS = TableSpec(
         T.StructField("recomputed_identities", T.LongType(), False),
         T.StructField("recomputed_components", T.LongType(), True),
     ]),
-    columns=("config_fingerprint: hash of the namespaces' settings and the identity cap; an incremental run "
+    columns=("config_fingerprint: hash of the namespaces' settings, the identity cap and link_ttl_days; an "
+             "incremental run "
              "needs the previous run's to be equal. recomputed_components: previous components touched "
              "(null for a full run)"),
+)
+
+IDENTITY_NODES = TableSpec(
+    name="identity_nodes",
+    path="identity_nodes",
+    description=("The identity graph's nodes as of a run date: every identity seen on a validated record (any "
+                 "version of it, events too) up to the run date, with when it was first and last seen. "
+                 "Cumulative: the next run adds its batches' identities to these; identities do not expire "
+                 "(their links do). What an incremental run starts from, with identity_links."),
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "node_id"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("node_id", T.LongType(), False),
+        T.StructField("namespace", T.StringType(), False),
+        T.StructField("value", T.StringType(), False),
+        T.StructField("first_seen", T.DateType(), False),
+        T.StructField("last_seen", T.DateType(), False),
+        T.StructField("last_seen_ts", T.TimestampType(), True),
+    ]),
+    columns=("first_seen / last_seen: first and latest batch date of a record carrying the identity; last_seen_ts: "
+             "the newest record time on last_seen (the identity cap drops the least recently seen first)"),
 )
 
 PROFILES = TableSpec(
@@ -419,9 +457,8 @@ STEP_RUNS = TableSpec(
 )
 
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
-              IDENTITY_LINKS, IDENTITY_RUNS, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG, EXPORT_LEDGER,
-              DESTINATION_METRICS,
-              RUN_METRICS, QUALITY_RESULTS, STEP_RUNS]
+              IDENTITY_LINKS, IDENTITY_RUNS, IDENTITY_NODES, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG,
+              EXPORT_LEDGER, DESTINATION_METRICS, RUN_METRICS, QUALITY_RESULTS, STEP_RUNS]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ re-runs past days, and every task replaces exactly its day's slice, so re-runnin
 | 1 | `load_workspace` | loads and checks the workspace YAML; lists the datasets |
 | 2 | `validate` (one per dataset) | checks landed files against the schema; bad records to `quarantine` |
 | 3 | `ingest` (one per dataset) | MERGE into the dataset tables (profiles upserted, events deduplicated) |
-| 4 | `check_ingest` | Great Expectations: every file reconciles with the ledger and quarantine, volumes plausible, staged keys ingested |
+| 4 | `check_ingest` | Great Expectations: files reconcile with ledger and quarantine; plausible volumes |
 | 5 | `resolve_identities` → `check_identities` | identity graph, connected components, profile ids (incremental) |
 | 6 | `build_profiles` → `check_profiles` | merged profile attributes and identity maps |
 | 7 | `evaluate_audiences` → `check_audiences` | membership: realized / existing / exited |

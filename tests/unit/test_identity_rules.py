@@ -10,19 +10,26 @@ import pandas as pd
 
 from cdp.identity_rules import IDENTITY_CAP, UNIQUE_NAMESPACE, replay_component
 
-PRIORITY = {"crm_id": 100, "email": 50, "device": 20, "ecid": 10}
+PRIORITY = {"crm_id": 100, "email": 50, "device": 20, "ecid": 10, "tv": 30}
 UNIQUE = {"crm_id", "device"}
+# cookie 0, device 1, other types 2 (as transform_members gives them); tv is a device namespace.
+TYPE_RANK = {"crm_id": 2, "email": 2, "device": 1, "ecid": 0, "tv": 1}
 
 
 def day(n: int) -> dt.date:
     return dt.date(2024, 3, 1) + dt.timedelta(days=n)
 
 
-def frames(identities: dict[int, tuple[str, str, int]], links: list[tuple[int, int, int]]) -> tuple[pd.DataFrame,
-                                                                                                    pd.DataFrame]:
-    """identities: node -> (namespace, value, last seen day); links: (a, b, day seen)."""
-    nodes = pd.DataFrame([{"component": 0, "node_id": n, "namespace": ns, "value": v, "priority": PRIORITY[ns],
-                           "unique": ns in UNIQUE, "first_seen": day(0), "last_seen": day(seen)}
+def frames(identities: dict[int, tuple[str, str, int]], links: list[tuple[int, int, int]],
+           hours: dict[int, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """identities: node -> (namespace, value, last seen day); links: (a, b, day seen); hours: node -> hour of
+    the last sighting on its last seen day (default: none recorded)."""
+    hours = hours or {}
+    nodes = pd.DataFrame([{"component": 0, "node_id": n, "namespace": ns, "value": v, "type_rank": TYPE_RANK[ns],
+                           "priority": PRIORITY[ns], "unique": ns in UNIQUE, "first_seen": day(0),
+                           "last_seen": day(seen),
+                           "last_seen_ts": pd.Timestamp(day(seen)) + pd.Timedelta(hours=hours[n]) if n in hours
+                           else None}
                           for n, (ns, v, seen) in identities.items()])
     edges = pd.DataFrame([{"component": 0, "src": min(a, b), "dst": max(a, b), "seen_date": day(d),
                            "seen_ts": pd.Timestamp(day(d))} for a, b, d in links])
@@ -75,6 +82,25 @@ def test_identity_cap_drops_the_oldest_of_the_lowest_priority_first() -> None:
     # Cookies go first, least recently seen first: K_old then K_mid; each becomes a person of its own.
     assert persons(out, ids) == {frozenset({"C1", "a@x.com", "K_new"}), frozenset({"K_old"}), frozenset({"K_mid"})}
     assert dropped(out) == [(IDENTITY_CAP, "K_old", None), (IDENTITY_CAP, "K_mid", None)]
+
+
+def test_identity_cap_goes_by_type_then_priority_then_last_seen_never_by_value() -> None:
+    # Value order contradicts age everywhere: "a-..." are the oldest, "z-..." the newest.
+    ids = {1: ("crm_id", "C1", 0),
+           2: ("ecid", "z-cookie", 6), 3: ("ecid", "a-cookie", 2),  # cookies first, older first
+           4: ("tv", "a-tv", 1), 5: ("device", "z-device", 1),  # devices next: device (priority 20) before tv (30)
+           6: ("email", "a@x.com", 0),  # e-mails last, although seen longest ago
+           7: ("ecid", "m-cookie", 6), 8: ("ecid", "b-cookie", 6)}  # same day: the earlier record time goes first
+    links = [(1, n, 1) for n in range(2, 9)]
+    out = replay_component(*frames(ids, links, hours={7: 18, 8: 9, 2: 20}), cap=3)
+    assert dropped(out) == [(IDENTITY_CAP, "a-cookie", None), (IDENTITY_CAP, "b-cookie", None),
+                            (IDENTITY_CAP, "m-cookie", None), (IDENTITY_CAP, "z-cookie", None),
+                            (IDENTITY_CAP, "z-device", None)]
+    assert persons(out, ids) == {frozenset({"C1", "a@x.com", "a-tv"}), *[frozenset({v}) for v in
+                                 ("a-cookie", "b-cookie", "m-cookie", "z-cookie", "z-device")]}
+    assert out.loc[out["reason"].notna(), "detail"].iloc[0] == (
+        "person above 3 identities: cookies go first, then devices, then the lowest priority, the least recently "
+        "seen first")
 
 
 def test_cap_eviction_of_a_bridge_splits_the_rest() -> None:

@@ -26,7 +26,7 @@ from jobs.resolve_identities import (
     transform_record_identities,
 )
 
-D1, D2, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
+D1, D2, D3, D4, D5 = (dt.date(2024, 3, d) for d in range(1, 6))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def resolve_rows(spark: SparkSession, ws: Workspace,
                  data: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], Any]:
     """(namespace, value) -> identity map row, through the transforms and the graph."""
     out = resolve(records_of(spark, ws, data), ws.namespaces, 50, None, D3)
-    check_no_hash_collisions(out["identities"])
+    check_no_hash_collisions(out["nodes"])
     rows = out["identity_map"].collect()
     return {(r["namespace"], r["value"]): r for r in rows}
 
@@ -81,8 +81,8 @@ def test_record_identities_are_raw_primary_first(spark: SparkSession, ws: Worksp
         {"crm_id": "C2", "email": "  ", "phone": None},
     ])
     rows = transform_record_identities(df, ws.schema_of("crm_profiles")).collect()
-    # The record key is its file and row: recomputing the frame gives every record the same key again.
-    assert [r["record"] for r in rows] == ["crm_profiles/part-0#0", "crm_profiles/part-0#1"]
+    # The record key is its batch, file and row: recomputing the frame gives every record the same key again.
+    assert [r["record"] for r in rows] == ["2024-03-01#crm_profiles/part-0#0", "2024-03-01#crm_profiles/part-0#1"]
     assert [[(i["namespace"], i["raw"]) for i in r["identities"]] for r in rows] == [
         [("crm_id", " C1 "), ("email", "Ann@X.com "), ("phone", "+33 (6) 12-34")],
         [("crm_id", "C2"), ("email", "  ")],
@@ -145,11 +145,13 @@ def test_hash_collision_is_a_clear_error(spark: SparkSession) -> None:
         check_no_hash_collisions(identities)
 
 
-def write_dataset(spark: SparkSession, ws: Workspace, lake: str, dataset: str, records: list[dict[str, Any]]) -> None:
+def write_dataset(spark: SparkSession, ws: Workspace, lake: str, dataset: str, records: list[dict[str, Any]],
+                  newest: list[dict[str, Any]] | None = None) -> None:
+    """The staging history holds every record version; the dataset table ``newest`` (default: the same)."""
     df = dataset_df(spark, ws, dataset, records)
-    df.write.format("delta").save(Lake(lake).path(DATASET, dataset))
-    # Profile datasets read as of a past run date are rebuilt from the staging history.
     df.write.format("delta").save(Lake(lake).path(STAGING, dataset))
+    table = df if newest is None else dataset_df(spark, ws, dataset, newest)
+    table.write.format("delta").save(Lake(lake).path(DATASET, dataset))
 
 
 def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSession, ws: Workspace,
@@ -161,9 +163,9 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
     # email_events and loyalty_members have no table yet: they read as empty.
     ctx = RunContext(D2, "test", Settings(workspace=str(ws.root), lake=lake, landing=lake, exports=lake))
     metrics = run(spark, ws, ctx)
-    assert metrics == {"identities": 3, "links": 2, "recomputed_identities": 3, "profiles": 1,
-                       "max_identities_per_profile": 3,
-                       "links_dropped": 0, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 0}
+    assert metrics == {"records_read": 2, "identities": 3, "links": 2, "recomputed_identities": 3, "profiles": 1,
+                       "max_identities_per_profile": 3, "links_dropped": 0, "identities_dropped": 0,
+                       "links_expired": 0, "profile_merges": 0, "profile_splits": 0}
 
     table = read_table(spark, Lake(lake).path(IDENTITY_MAP))
     assert table.schema == IDENTITY_MAP.schema
@@ -176,10 +178,11 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
     # email and the older one (C1) is dropped and audited. C1 keeps its profile id (its oldest identity,
     # crm_id C1, stays with it); the email leaves it for C2's new profile: a split. D2 is untouched.
     metrics = run(spark, ws, RunContext(D3, "test", ctx.settings))
-    # Incremental: the component of C1 is touched (the e-mail was seen again, C2 is new): all 4 recomputed.
-    assert metrics == {"identities": 4, "links": 3, "recomputed_identities": 4, "profiles": 2,
-                       "max_identities_per_profile": 2,
-                       "links_dropped": 1, "identities_dropped": 0, "profile_merges": 0, "profile_splits": 1}
+    # Incremental: only D3's batch is read (one record); the component of C1 is touched (the e-mail was seen
+    # again, C2 is new): all 4 recomputed.
+    assert metrics == {"records_read": 1, "identities": 4, "links": 3, "recomputed_identities": 4, "profiles": 2,
+                       "max_identities_per_profile": 2, "links_dropped": 1, "identities_dropped": 0,
+                       "links_expired": 0, "profile_merges": 0, "profile_splits": 1}
     assert table.where(F.col("run_date") == D2).count() == 3
     c2 = pid("crm_id", "C2")
     assert {(r["namespace"], r["value"], r["profile_id"]) for r in table.where(F.col("run_date") == D3).collect()} \
@@ -191,3 +194,112 @@ def test_run_writes_the_identity_map_and_ignores_later_batches(spark: SparkSessi
          "would put crm_id 'C1' and 'C2' in one person; a newer link kept them apart")]
     changes = read_table(spark, Lake(lake).path(PROFILE_ID_CHANGES)).collect()
     assert [tuple(r) for r in changes] == [(D3, "split", c2, c1, D2, 1)]
+
+
+# ---------------------------------------------------------------- a cumulative graph
+
+
+def node(spark: SparkSession, namespace: str, value: str) -> int:
+    row = spark.range(1).select(F.xxhash64(F.lit(namespace), F.lit(value)).alias("n")).first()
+    assert row is not None
+    return int(row["n"])
+
+
+def named_links(out: dict[str, DataFrame]) -> dict[frozenset[tuple[str, str]], tuple[Any, Any]]:
+    """{the link's two identities: (seen_date, expires_on)} of the graph of the run date."""
+    names = {r["node_id"]: (r["namespace"], r["value"]) for r in out["nodes"].collect()}
+    return {frozenset({names[r["src"]], names[r["dst"]]}): (r["seen_date"], r["expires_on"])
+            for r in out["links"].collect()}
+
+
+def test_a_link_stays_when_a_later_record_version_drops_the_identity(spark: SparkSession, ws: Workspace) -> None:
+    # C1 first arrives with an e-mail, then a new version carries only a phone; the loyalty member who
+    # used the e-mail still finds C1.
+    records = records_of(spark, ws, {
+        "crm_profiles": [{"crm_id": "C1", "email": "ann@x.com", "_batch_date": D1},
+                         {"crm_id": "C1", "phone": "+33 6 12 34 56 78", "_batch_date": D2,
+                          "_record_ts": dt.datetime(2024, 3, 2, 9)}],
+        "loyalty_members": [{"loyalty_id": "L1", "email": "Ann@x.com", "_batch_date": D1}],
+    })
+    out = resolve(records, ws.namespaces, 50, None, D2)
+    got = {(r["namespace"], r["value"]): (r["profile_id"], r["first_seen"], r["last_seen"])
+           for r in out["identity_map"].collect()}
+    c1 = pid("crm_id", "C1")
+    assert got == {("crm_id", "C1"): (c1, D1, D2), ("email", "ann@x.com"): (c1, D1, D1),
+                   ("phone", "+33612345678"): (c1, D2, D2), ("loyalty_id", "L1"): (c1, D1, D1)}
+    assert named_links(out) == {frozenset({("crm_id", "C1"), ("email", "ann@x.com")}): (D1, None),
+                                frozenset({("crm_id", "C1"), ("phone", "+33612345678")}): (D2, None),
+                                frozenset({("loyalty_id", "L1"), ("email", "ann@x.com")}): (D1, None)}
+    nodes = {(r["namespace"], r["value"]): r["last_seen_ts"] for r in out["nodes"].collect()}
+    assert nodes[("crm_id", "C1")] == dt.datetime(2024, 3, 2, 9)
+
+
+def test_first_seen_is_the_first_batch_not_the_newest_record(spark: SparkSession, ws: Workspace, lake: str) -> None:
+    # The dataset table keeps only the newest version (D3); the staging history keeps both.
+    versions = [{"crm_id": "C1", "email": "ann@x.com", "_batch_date": D1},
+                {"crm_id": "C1", "phone": "+33 6 12 34 56 78", "_batch_date": D3}]
+    write_dataset(spark, ws, lake, "crm_profiles", versions, newest=versions[1:])
+    write_dataset(spark, ws, lake, "loyalty_members", [{"loyalty_id": "L1", "email": "ann@x.com",
+                                                        "_batch_date": D2}])
+    settings = Settings(workspace=str(ws.root), lake=lake, landing=lake, exports=lake)
+    assert run(spark, ws, RunContext(D1, "test", settings))["records_read"] == 1
+    metrics = run(spark, ws, RunContext(D3, "test", settings))
+    # Incremental from D1: only the batches of D2 and D3 are read.
+    assert (metrics["records_read"], metrics["identities"], metrics["links"], metrics["profiles"]) == (2, 4, 3, 1)
+    table = read_table(spark, Lake(lake).path(IDENTITY_MAP)).where(F.col("run_date") == D3)
+    c1 = pid("crm_id", "C1")
+    assert {(r["namespace"], r["value"], r["profile_id"], r["first_seen"], r["last_seen"]) for r in table.collect()} \
+        == {("crm_id", "C1", c1, D1, D3), ("email", "ann@x.com", c1, D1, D2), ("phone", "+33612345678", c1, D3, D3),
+            ("loyalty_id", "L1", c1, D2, D2)}
+
+
+def test_links_expire_after_the_shorter_ttl_and_are_audited(spark: SparkSession, ws: Workspace) -> None:
+    namespaces = {code: ns.model_copy(update={"link_ttl_days": {"crm_id": 5, "email": 2}.get(code)})
+                  for code, ns in ws.namespaces.items()}
+    records = records_of(spark, ws, {
+        "crm_profiles": [{"crm_id": "C1", "email": "a@x.com", "_batch_date": D1},  # TTL min(5, 2): gone on D3
+                         {"crm_id": "C3", "email": "c3@x.com", "_batch_date": D1},
+                         {"crm_id": "C3", "email": "c3@x.com", "_batch_date": D3}],  # seen again: kept to D5
+        # ecid has no TTL of its own: the workspace's 3 days; crm_id 5: gone on D4
+        "web_events": [{"event_id": "w1", "event_type": "page_view", "ecid": "E1", "crm_id": "C1",
+                        "_batch_date": D1, "_record_ts": dt.datetime(2024, 3, 1, 10)}],
+    })
+    out = resolve(records, namespaces, 50, None, D4, previous_date=D2, link_ttl_days=3)
+    assert named_links(out) == {frozenset({("crm_id", "C3"), ("email", "c3@x.com")}): (D3, D5)}
+    profiles = {(r["namespace"], r["value"]): r["profile_id"] for r in out["identity_map"].collect()}
+    assert profiles == {("crm_id", "C1"): pid("crm_id", "C1"), ("email", "a@x.com"): pid("email", "a@x.com"),
+                        ("ecid", "E1"): pid("ecid", "E1"), ("crm_id", "C3"): pid("crm_id", "C3"),
+                        ("email", "c3@x.com"): pid("crm_id", "C3")}
+
+    def row(a: tuple[str, str], b: tuple[str, str], days: int, ts: dt.datetime) -> tuple[Any, ...]:
+        # The audit names the link's src end first (the smaller node id); the component is src's own.
+        (ns, value), (other_ns, other_value) = sorted([a, b], key=lambda i: node(spark, *i))
+        return (D4, node(spark, ns, value), "link_expired", ns, value, other_ns, other_value, D1, ts,
+                f"not seen again within {days} days of 2024-03-01 (link_ttl_days)")
+    assert sorted(tuple(r) for r in out["audit"].collect()) == sorted([
+        row(("crm_id", "C1"), ("email", "a@x.com"), 2, dt.datetime(2024, 3, 1, 12)),
+        row(("ecid", "E1"), ("crm_id", "C1"), 3, dt.datetime(2024, 3, 1, 10))])
+    # Expiries are reported by the run that drops the link: the C1 - e-mail link was already gone on D3.
+    later = resolve(records, namespaces, 50, None, D4, previous_date=D3, link_ttl_days=3)
+    assert [(r["namespace"], r["other_namespace"]) for r in later["audit"].collect()] == [
+        tuple(n for n, _ in sorted([("ecid", "E1"), ("crm_id", "C1")], key=lambda i: node(spark, *i)))]
+
+
+def test_identity_cap_evicts_cookies_seen_longest_ago_whatever_their_values(spark: SparkSession,
+                                                                            ws: Workspace) -> None:
+    # Value order (E-a < E-m < E-z) contradicts age (E-z oldest); the e-mail is older than every cookie but
+    # cookies go first.
+    def visit(event: str, ecid: str, day: dt.date) -> dict[str, Any]:
+        return {"event_id": event, "event_type": "page_view", "ecid": ecid, "crm_id": "C1", "_batch_date": day,
+                "_record_ts": dt.datetime.combine(day, dt.time(10))}
+    records = records_of(spark, ws, {
+        "crm_profiles": [{"crm_id": "C1", "email": "old@x.com", "_batch_date": D1}],
+        "web_events": [visit("w1", "E-a", D3), visit("w2", "E-m", D2), visit("w3", "E-z", D1)],
+    })
+    out = resolve(records, ws.namespaces, 3, None, D3)
+    profiles = {(r["namespace"], r["value"]): r["profile_id"] for r in out["identity_map"].collect()}
+    c1 = pid("crm_id", "C1")
+    assert profiles == {("crm_id", "C1"): c1, ("email", "old@x.com"): c1, ("ecid", "E-a"): c1,
+                        ("ecid", "E-m"): pid("ecid", "E-m"), ("ecid", "E-z"): pid("ecid", "E-z")}
+    assert sorted((r["reason"], r["value"], r["seen_date"]) for r in out["audit"].collect()) == [
+        ("identity_cap", "E-m", D2), ("identity_cap", "E-z", D1)]
