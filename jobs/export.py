@@ -202,6 +202,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     if destination not in ws.destinations:
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
+    if dest.encryption is not None:
+        # Refused rather than sent in clear: the files would reach a partner unencrypted.
+        raise ExportError(f"destination '{dest.name}': encryption: {dest.encryption} is not implemented yet; remove "
+                          "it to send the files unencrypted, or keep the destination out of the run")
     folder = os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat())
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)

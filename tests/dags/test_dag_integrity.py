@@ -71,7 +71,7 @@ def test_cdp_daily_task_graph(dagbag: DagBag) -> None:
         "evaluate_audiences": ["check_audiences"],
         "check_audiences": ["export"],
         "list_destinations": ["export"],
-        "export": ["report"],
+        "export": ["check_exports"], "check_exports": ["report"],
         "report": [],
     }
 
