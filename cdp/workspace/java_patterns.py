@@ -64,8 +64,12 @@ def _compile_all(jvm: Any, todo: list[tuple[PatternKind, str]]) -> dict[tuple[Pa
             else:
                 formatter.ofPattern(text)
             out[(kind, text)] = None
-        except Py4JJavaError as exc:
-            java = exc.java_exception
+        except Exception as exc:
+            # Through py4j the error is a Py4JJavaError; once pyspark has installed its exception handler (a
+            # Spark session in the process), the same error arrives converted, the Java one in ``_origin``.
+            java = exc.java_exception if isinstance(exc, Py4JJavaError) else getattr(exc, "_origin", None)
+            if java is None:
+                raise
             if kind == "regex":
                 # getMessage() spans three lines (pattern and caret); description and index say it in one.
                 index = java.getIndex()

@@ -17,6 +17,7 @@ import pytest
 from export_lake import D, build_lake
 from pydantic import TypeAdapter
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from servers.fault_proxy import FaultProxy
 from servers.processes import AzuriteServer, FakeGcsServer, MotoServer, Server, SshdServer
 from servers.targets import Target
@@ -270,3 +271,24 @@ def test_killed_mid_delivery_then_re_run_sends_only_what_is_missing(
     assert sorted(p.name for p in folder.iterdir()) == [
         "marketing_landing_cart_abandoners_20261127.csv", "marketing_landing_french_high_points_20261127.csv",
         "marketing_landing_gold_members_20261127.csv"]
+
+
+def test_the_export_gate_fails_on_a_doctored_count(spark: SparkSession, retail: Workspace, ctx: RunContext) -> None:
+    from cdp.delta_io import replace_slice
+    from cdp.errors import DataQualityError
+    from jobs import check_quality
+
+    export.run(spark, retail, ctx, "marketing_landing")
+    outcomes = check_quality.run(spark, retail, ctx, "exports")
+    assert [(o.suite, o.success) for o in outcomes] == [("destination_counts", True)] * 2
+
+    # Someone (or a bug) records one more activated profile than the files hold.
+    path = ctx.lake.path(DESTINATION_METRICS)
+    doctored = spark.read.format("delta").load(path).withColumn("activated", F.col("activated") + 1)
+    replace_slice(doctored, path, "destination = 'marketing_landing'", DESTINATION_METRICS.partition_by)
+    with pytest.raises(DataQualityError) as failed:
+        check_quality.run(spark, retail, ctx, "exports")
+    message = str(failed.value)
+    assert message.startswith("data-quality check 'exports' failed 2 of 2 expectations")
+    assert "marketing_landing: received 3 != activated 3 + excluded 1 + failed 0" in message
+    assert "marketing_landing: activated 3 but the delivered files hold 2 row(s)" in message
