@@ -60,7 +60,7 @@ def write_ingest_lake(spark: SparkSession, lake: str, ledger: list[tuple[Any, ..
                       table: list[str] | None = None, previous_total: int = 1) -> None:
     """One landed CRM file: 3 rows read, 2 valid (C1, C2) and 1 quarantined; the table held C0 the day before."""
     at = Lake(lake)
-    ledger = ledger if ledger is not None else [("crm_profiles", DAY, FILE, 3, 2, 1, "ok", "r1", "abc")]
+    ledger = ledger if ledger is not None else [("crm_profiles", DAY, FILE, 3, 2, 1, "ok", "r1", "abc", 0)]
     spark.createDataFrame(ledger, BATCH_LEDGER.schema).write.format("delta").save(at.path(BATCH_LEDGER))
     reasons = [("missing_required", "crm_id", "a required field is missing")]
     quarantine = [("crm_profiles", DAY, f, 4, "raw record", reasons) for f in
@@ -97,7 +97,7 @@ def test_clean_ingest_passes_and_is_recorded(spark: SparkSession, lake: str, ws:
 
 def ledger_row(file: str, read: int, valid: int, quarantined: int, status: str = "ok",
                dataset: str = "crm_profiles") -> tuple[Any, ...]:
-    return (dataset, DAY, file, read, valid, quarantined, status, "r1", "abc")
+    return (dataset, DAY, file, read, valid, quarantined, status, "r1", "abc", 0)
 
 
 def landed(name: str, folder: str = "crm") -> str:
