@@ -131,7 +131,7 @@ def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: File
     return transform_exclusions(units, dest, mapping), mode, base
 
 
-def render(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame,
+def render(ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame,
            folder: str) -> list[RenderedFile]:
     """Every data file of the run, in the destination's audience order."""
     headers, columns = headers_and_columns(dest)
@@ -214,7 +214,7 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     error: str | None = None
     try:
         counts = exclusion_counts(units)
-        files = render(spark, ws, ctx, dest, units.where(F.col(REASON).isNull()), folder)
+        files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder)
         if dest.manifest:
             name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
             name = name[: len(name) - len(dest.extension)] + ".manifest.json"

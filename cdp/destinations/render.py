@@ -10,7 +10,6 @@ driver's memory: Spark writes it, the transport streams it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 
 from cdp.destinations.rows import PROFILE
+from cdp.ingestion.ledger import file_sha256
 from cdp.workspace.models import FileDestination
 
 _PART = re.compile(r"^part-(\d+)-.*?-c(\d+)(\..+)?$")
@@ -38,14 +38,6 @@ class RenderedFile:
     sha256: str
     local_path: str
     kind: str = "data"  # data | manifest
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_name(name: str, extension: str, part: int) -> str:
