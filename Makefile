@@ -30,7 +30,7 @@ test: setup lint
 	python -m pytest tests
 
 lint: setup
-	ruff check .
+	ruff check --no-cache .
 	mypy
 	cdp docs --check
 

@@ -80,7 +80,6 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         if not self.destination:
             return {}
         from cdp.storage.connections import connection_env
-
         from cdp_provider.workspace import checked_workspace
 
         dest = checked_workspace().destinations.get(self.destination)
