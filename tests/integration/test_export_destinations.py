@@ -379,3 +379,64 @@ def test_a_destination_that_cannot_encrypt_sends_nothing(
         export.run(spark, with_destination(retail, dest), ctx, "partner_nokey")
     assert str(refused.value) == message
     assert not folder.exists()
+
+
+def test_the_example_destinations_deliver_to_the_demo_servers(
+        spark: SparkSession, retail: Workspace, ctx: RunContext, moto_server: MotoServer,
+        azurite_server: AzuriteServer, gcs_server: FakeGcsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example workspace as `make demo` runs it: its demo_* connections on the servers the demo starts."""
+    from servers.processes import AsyncsshSftpServer
+
+    with AsyncsshSftpServer() as sftp_server:
+        servers: dict[str, Server] = {"s3": moto_server, "azure_blob": azurite_server, "gcs": gcs_server,
+                                      "sftp": sftp_server}
+        for kind, server in servers.items():
+            Target(kind, server, bucket="cdp-demo").prepare()
+            connect(monkeypatch, server, f"demo_{kind}")
+        metrics = {name: export.run(spark, retail, ctx, name)
+                   for name in ("ads_partner_s3", "crm_sync_azure", "analytics_gcs", "partner_sftp")}
+        s3_keys = sorted(o["Key"] for o in moto_server.client().list_objects_v2(Bucket="cdp-demo")["Contents"])
+        blobs = sorted(b.name for b in azurite_server.service().get_container_client("cdp-demo").list_blobs())
+        gcs_names = sorted(b.name for b in gcs_server.client().list_blobs("cdp-demo"))
+        sftp_files = sorted(str(p.relative_to(sftp_server.root)) for p in sftp_server.root.rglob("*") if p.is_file())
+        ads = pq.read_table(io.BytesIO(fetch(moto_server, "s3", "cdp-demo",
+                                             "ads/2026-11-27/ads_partner_s3_gold_members_20261127.parquet")))
+        crm = gzip.decompress(fetch(azurite_server, "azure_blob", "cdp-demo",
+                                    "crm/2026-11-27/crm_sync_azure_gold_members_20261127.jsonl.gz"))
+        analytics = gzip.decompress(fetch(gcs_server, "gcs", "cdp-demo",
+                                          "analytics/2026-11-27/analytics_gcs_20261127.csv.gz"))
+        mail = (sftp_server.root / "outbound" / "2026-11-27"
+                / "retail_french_high_points_20261127_partner_sftp.csv").read_bytes()
+
+    assert s3_keys == ["ads/2026-11-27/ads_partner_s3_engaged_readers_20261127.parquet",
+                       "ads/2026-11-27/ads_partner_s3_gold_members_20261127.parquet",
+                       "ads/2026-11-27/ads_partner_s3_manifest_20261127.manifest.json"]
+    assert blobs == ["crm/2026-11-27/crm_sync_azure_cart_abandoners_20261127.jsonl.gz",
+                     "crm/2026-11-27/crm_sync_azure_gold_members_20261127.jsonl.gz"]
+    assert gcs_names == ["analytics/2026-11-27/analytics_gcs_20261127.csv.gz",
+                         "analytics/2026-11-27/analytics_gcs_20261127.manifest.json"]
+    assert sftp_files == ["outbound/2026-11-27/retail_french_high_points_20261127_partner_sftp.csv",
+                          "outbound/2026-11-27/retail_manifest_20261127_partner_sftp.manifest.json"]
+    # Only hashed identities leave for the ad platform; Bob has no e-mail: excluded, not sent anonymously.
+    assert ads.column_names == ["email_lc_sha256", "phone_sha256", "country", "membership_status",
+                                "last_qualification_time"]
+    assert [(r["email_lc_sha256"], r["phone_sha256"], r["country"], r["membership_status"])
+            for r in ads.to_pylist()] == [([ANN_SHA], None, "FR", "realized")]
+    assert [json.loads(line) for line in crm.decode().splitlines()] == [
+        {"crm_id": ["C1"], "first_name": "Ann", "loyalty_tier": "gold", "points": 1500,
+         "membership_status": "realized", "last_qualification_time": QUALIFIED},
+        {"crm_id": ["C2", "C3"], "first_name": 'Bob "Bobby", Jr', "loyalty_tier": "platinum", "points": 200,
+         "membership_status": "realized", "last_qualification_time": QUALIFIED}]
+    # One file for every audience, a status column each (no qualification times: include_membership_status false).
+    assert analytics.decode() == (
+        "profile_id,loyalty_id,country,city,gold_members_status,cart_abandoners_status,engaged_readers_status,"
+        "french_high_points_status\n"
+        "prof_a,,FR,,realized,,realized,\n"
+        "prof_b,L2,DE,,realized,,,\n"
+        "prof_c,,US,,,realized,,\n")
+    # No French customer with 1,000 points who consented: the partner still gets the day's (empty) file.
+    assert mail == b"customer_id;first_name;last_name;city;points;membership_status;last_qualification_time\n"
+    assert {name: (m["received"], m["activated"], m["excluded.no_identity"], m["files"])
+            for name, m in metrics.items()} == {
+        "ads_partner_s3": (3, 2, 1, 2), "crm_sync_azure": (3, 2, 1, 2), "analytics_gcs": (3, 3, 0, 1),
+        "partner_sftp": (0, 0, 0, 1)}
