@@ -1,7 +1,7 @@
 """`make bench`: run the benchmarks and write bench/results.md.
 
-    python -m bench [--suites generator,ingest,audiences,identity] [--rows 1000000,10000000]
-                    [--profiles 1000000] [--identities 1000000,10000000] [--work DIR]
+    python -m bench [--suites generator,ingest,audiences,identity,export] [--rows 1000000,10000000]
+                    [--profiles 1000000] [--identities 1000000,10000000] [--export-rows 5000000] [--work DIR]
 
 Numbers are for this machine (2 cores, 24 GB); Spark runs local[2].
 """
@@ -22,7 +22,7 @@ from bench.measure import measure
 from cdp.settings import REPO_ROOT
 
 log = logging.getLogger("bench")
-SUITES = ("generator", "ingest", "audiences", "identity")
+SUITES = ("generator", "ingest", "audiences", "identity", "export")
 
 
 def bench_generator(work: Path, persons: int) -> dict[str, float]:
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", default="1000000", help="audience suite sizes, in profiles (10 events each)")
     parser.add_argument("--identities", default="1000000,10000000",
                         help="identity graph sizes, in identities (about 10 minutes at 10M on 2 cores)")
+    parser.add_argument("--export-rows", default="5000000", help="export sizes, in members of one audience")
     parser.add_argument("--work", default=str(REPO_ROOT / "data" / "bench"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -97,6 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
         results["identity"] = [bench_identity(spark, work, int(n)) for n in args.identities.split(",")]
         log.info("identity: %s", results["identity"])
+
+    if "export" in suites:
+        from bench.export import bench_export
+        from cdp.spark import get_session
+
+        spark = get_session("cdp-bench", master="local[2]",
+                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        results["export"] = []
+        for n in (int(x) for x in args.export_rows.split(",")):
+            results["export"] += bench_export(spark, work, n)
+        log.info("export: %s", results["export"])
 
     path = REPO_ROOT / "bench" / "results.md"
     sections = read_sections(path.read_text(encoding="utf-8")) if path.exists() else {}

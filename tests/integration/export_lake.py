@@ -6,9 +6,10 @@ import datetime as dt
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp.lake import DATASET, IDENTITY_MAP, PROFILES, Lake
+from cdp.lake import AUDIENCE_MEMBERSHIP, DATASET, IDENTITY_MAP, PROFILES, Lake
 from cdp.schemas import dataset_struct, spark_type
 from cdp.workspace.loader import Workspace
 
@@ -79,3 +80,40 @@ def build_lake(spark: SparkSession, ws: Workspace, lake: Lake) -> None:
         ("m2", "open", at(26), "ann@example.com", "camp2", *meta(1, dt.date(2026, 11, 26))),
     ]
     write_delta(spark, email, dataset_struct(ws.schema_of("email_events")), lake.path(DATASET, "email_events"))
+
+
+def build_members_lake(spark: SparkSession, ws: Workspace, lake: Lake, members: int, audience: str,
+                       run_date: dt.date) -> None:
+    """``members`` generated profiles, all realized members of ``audience`` on ``run_date``, as build_profiles and
+    evaluate_audiences leave them (the export benchmark and the kill test)."""
+    attributes = ws.profile_attributes()
+    ids = spark.range(members).withColumn("pid", F.format_string("p%010d", F.col("id")))
+    values: dict[str, Any] = {
+        "crm_id": F.format_string("C%09d", F.col("id")),
+        "email": F.format_string("person%d@example.com", F.col("id")),
+        "first_name": F.element_at(F.array(*[F.lit(n) for n in ("Ann", "Bob", "Cat", "Dan", "Eve")]),
+                                   (F.col("id") % 5 + 1).cast("int")),
+        "last_name": F.format_string("Name%d", F.col("id") % 100_000),
+        "country": F.element_at(F.array(F.lit("FR"), F.lit("DE"), F.lit("US")), (F.col("id") % 3 + 1).cast("int")),
+        "city": F.lit("Paris"),
+        "tier": F.element_at(F.array(F.lit("gold"), F.lit("platinum")), (F.col("id") % 2 + 1).cast("int")),
+        "points": (F.col("id") % 5000).cast("long"),
+    }
+    profiles = ids.select(
+        F.lit(run_date).alias("run_date"), F.col("pid").alias("profile_id"),
+        F.create_map(F.lit("crm_id"), F.array(values["crm_id"]), F.lit("email"),
+                     F.array(values["email"])).alias("identities"),
+        F.lit(2).alias("identity_count"),
+        *[(values[name].cast(spark_type(spec)) if name in values else F.lit(None).cast(spark_type(spec))).alias(name)
+          for name, spec in attributes.items()])
+    profiles.write.format("delta").mode("overwrite").partitionBy("run_date").save(lake.path(PROFILES))
+    assert AUDIENCE_MEMBERSHIP.schema is not None
+    qualified = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
+    memberships = ids.select(
+        F.lit(run_date).alias("run_date"), F.lit(audience).alias("audience_id"), F.col("pid").alias("profile_id"),
+        F.lit("realized").alias("status"), F.lit(qualified).alias("last_qualification_time"),
+        F.lit(run_date).alias("status_since"), F.lit(None).cast("string").alias("exit_reason"),
+        F.lit(None).cast("string").alias("merged_into"))
+    memberships = memberships.select(*[F.col(f.name).cast(f.dataType) for f in AUDIENCE_MEMBERSHIP.schema.fields])
+    memberships.write.format("delta").mode("overwrite").partitionBy("run_date").save(
+        lake.path(AUDIENCE_MEMBERSHIP))
