@@ -429,7 +429,7 @@ DELIVERY_LEDGER = TableSpec(
         T.StructField("status", T.StringType(), False),
         T.StructField("signature", T.StringType(), False),
         T.StructField("state_json", T.StringType(), True),
-        T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), False), True),
+        T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), True), True),
         T.StructField("bytes", T.LongType(), False),
         T.StructField("run_id", T.StringType(), True),
         T.StructField("acknowledged_at", T.TimestampType(), True),

@@ -8,7 +8,7 @@ queued with ``POST /_control/faults`` (a JSON list, each consumed by the next ma
 - ``{"status": 429, "retry_after": "1"}`` / ``{"status": 500}``: answer that status (not recorded as accepted);
 - ``{"slow": 3.0}``: accept the batch (recorded with status 200) but answer only after that many seconds;
 - ``{"reset": true}``: close the connection without an answer (TCP RST) before reading the body;
-- ``{"reject_message": "<message id>"}`` (kept until cleared): answer 400 to any batch holding it;
+- ``{"reject_profile": "<profile id>"}`` (kept until reset): answer 400 to any batch holding a message of it;
 - ``{"expire_tokens": true}``: every OAuth2 token issued so far is refused (401) from now on.
 
 Auth (``POST /_control/auth``): ``{"mode": "none"}``, ``{"mode": "bearer", "token": ...}`` or ``{"mode":
@@ -90,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         gzipped = self.headers.get("Content-Encoding") == "gzip"
         messages = json.loads(gzip.decompress(raw) if gzipped else raw)
         with LOCK:
-            bad = [m["messageId"] for m in messages if m.get("messageId") in STATE["rejected"]]
+            bad = [m["messageId"] for m in messages if m.get("profileId") in STATE["rejected"]]
         if bad:
             return self._answer(400, {"error": f"invalid record {bad[0]}"})
         record = {"path": self.path, "gzip": gzipped, "messages": messages, "status": 200,
@@ -143,8 +143,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["auth"] = body
             elif self.path == "/_control/faults":
                 for fault in body:
-                    if "reject_message" in fault:
-                        STATE["rejected"].add(fault["reject_message"])
+                    if "reject_profile" in fault:
+                        STATE["rejected"].add(fault["reject_profile"])
                     elif fault.get("expire_tokens"):
                         STATE["tokens"] = {t: 0.0 for t in STATE["tokens"]}
                     else:

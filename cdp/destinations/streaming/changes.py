@@ -42,7 +42,7 @@ REASON = "excluded"
 PREVIOUS_SIGNATURE = "previous_signature"
 PREVIOUS_MEMBERSHIPS = "previous_memberships"
 
-MEMBERSHIP_MAP = T.MapType(T.StringType(), T.TimestampType(), False)
+MEMBERSHIP_MAP = T.MapType(T.StringType(), T.TimestampType(), True)
 IDENTITY_VALUES = T.ArrayType(T.StructType([T.StructField("id", T.StringType(), False)]), False)
 # The state of one profile as last acknowledged: what transform_changes reads from the delivery ledger.
 ACKNOWLEDGED_STATE = T.StructType([

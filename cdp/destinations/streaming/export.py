@@ -83,7 +83,7 @@ RESULT_SCHEMA = T.StructType([
     T.StructField("bytes", T.LongType(), False),
     T.StructField("signature", T.StringType(), False),
     T.StructField("state_json", T.StringType(), True),
-    T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), False), True),
+    T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), True), True),
 ])
 # Errors a retry of the task may fix: the endpoint was unreachable or overloaded until the retries ran out.
 UNREACHABLE_PREFIXES = ("timeout", "connection_error", "http_5", "http_429", "http_408", "oauth2_token_unreachable",
@@ -206,14 +206,14 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDest
                      .where(F.col("last_run_date").isNull() | (F.col("failed_run_date") > F.col("last_run_date")))
                      .groupBy(PROFILE).agg(F.min("first_failed_run_date").alias("__first_failed")))
     give_up = F.lit(ctx.run_date) >= F.date_add(F.col("__first_failed"), dest.retry.give_up_after_days)
-    classified = (changes.join(today, MESSAGE_ID, "left").join(pending_since, PROFILE, "left")
-                  .withColumn("__given_up", F.col(REASON).isNull() & F.col("__done").isNull()
-                              & F.coalesce(give_up, F.lit(False)))
-                  .persist())
+    # Written once too: what an earlier attempt recorded today must be read before this attempt writes.
+    (changes.join(today, MESSAGE_ID, "left").join(pending_since, PROFILE, "left")
+     .withColumn("__given_up", F.col(REASON).isNull() & F.col("__done").isNull() & F.coalesce(give_up, F.lit(False)))
+     .write.parquet(os.path.join(scratch, "classified")))
+    classified = spark.read.parquet(os.path.join(scratch, "classified"))
     try:
         return _deliver(spark, ctx, dest, conn, classified, scratch, mode, base)
     finally:
-        classified.unpersist()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
