@@ -24,9 +24,32 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from servers.processes import SERVERS, Server, SshdServer, stop_process_group  # noqa: E402
+from servers.processes import SERVERS, MotoServer, Server, SshdServer, stop_process_group  # noqa: E402
 
 log = logging.getLogger("local_servers")
+
+# ---- streaming destinations' endpoints: the HTTP receiver, one Kafka broker (KRaft) and moto's server for
+# Kinesis. `start http kafka kinesis --bucket NAME` creates the Kafka topic / Kinesis stream NAME; the HTTP
+# receiver takes any path. (The HTTP receiver records what it received: GET /_control/requests.)
+from servers.streaming import HttpReceiver, KafkaBroker  # noqa: E402
+
+STREAMING_SERVERS: dict[str, type[Server]] = {"http": HttpReceiver, "kafka": KafkaBroker, "kinesis": MotoServer}
+SERVERS = {**SERVERS, **STREAMING_SERVERS}
+
+
+def prepare_streaming(kind: str, server: Server, name: str) -> None:
+    """The demo's Kafka topic or Kinesis stream (the HTTP receiver needs nothing)."""
+    if isinstance(server, KafkaBroker):
+        server.create_topic(name)
+    elif kind == "kinesis" and isinstance(server, MotoServer):
+        import boto3
+
+        connection = server.connection()
+        client = boto3.client("kinesis", endpoint_url=server.url, region_name="us-east-1",
+                              aws_access_key_id=connection["login"], aws_secret_access_key=connection["password"])
+        client.create_stream(StreamName=name, ShardCount=1)
+        client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2})
+# ---- end of the streaming block
 
 
 def state_dir() -> Path:
@@ -47,6 +70,9 @@ def create_bucket(kind: str, server: Server, bucket: str) -> None:
     """The demo's bucket / container, so that the destinations have somewhere to deliver."""
     from servers.targets import Target
 
+    if kind in STREAMING_SERVERS:
+        prepare_streaming(kind, server, bucket)
+        return
     if isinstance(server, SshdServer):
         (server.root / bucket).mkdir(parents=True, exist_ok=True)
         return

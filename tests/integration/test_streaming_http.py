@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from servers.streaming import HttpReceiver
+from streaming_lake import context, qualified, valid, workspace_with, write_day
 
 from cdp.delta_io import read_table
 from cdp.lake import DELIVERY_FAILURES, DELIVERY_LEDGER, DESTINATION_METRICS
 from jobs import check_quality, export
-from servers.streaming import HttpReceiver
-from streaming_lake import context, qualified, valid, workspace_with, write_day
 
 D1, D2 = dt.date(2026, 11, 25), dt.date(2026, 11, 26)
 DEST = """name: crm_api
@@ -120,8 +120,9 @@ def test_two_days_through_every_fault(spark: SparkSession, tmp_path: Path, recei
     assert {p: r["status"] for p, r in ledger.items()} == {"p1": "delivered", "p2": "delivered", "p3": "delivered",
                                                            "p7": "delivered", "p6": "excluded"}
     failures = [r.asDict() for r in read_table(spark, lake.path(DELIVERY_FAILURES)).collect()]
-    assert [(f["profile_id"], f["status"], f["error_class"], f["http_status"], f["response"], f["first_failed_run_date"])
-            for f in failures] == [("p4", "failed", "http_400", 400, f'{{"error": "invalid record {p4_id}"}}', D1)]
+    assert [(f["profile_id"], f["status"], f["error_class"], f["http_status"], f["response"],
+             f["first_failed_run_date"]) for f in failures] == [
+        ("p4", "failed", "http_400", 400, f'{{"error": "invalid record {p4_id}"}}', D1)]
     assert metrics_row(spark, lake, D1) == {
         "received": 6, "activated": 4, "excluded": {"no_identity": 1, "missing_mandatory": 0}, "failed": 1,
         "failed_by": {"http_400": 1}, "files": 0, "rows": 4, "status": "delivered_with_failures", "mode": "full",
@@ -132,8 +133,9 @@ def test_two_days_through_every_fault(spark: SparkSession, tmp_path: Path, recei
     # is older than give_up_after_days (1): given up, not sent.
     receiver.control("reset")
     day2 = {**DAY1, "p1": ("C1", "ann@example.com", "Ann", 150), "p2": ("C2", "bob@example.com", "Bob", 200)}
-    write_day(spark, lake, D2, {**day2, "p6": (None, None, "Nobody", 1)}, {"p6": ("existing", D1), "p1": ("existing", D1), "p2": ("existing", D1), "p3": ("exited", D1),
-                                      "p4": ("existing", D1), "p5": ("realized", D2), "p7": ("existing", D1)})
+    write_day(spark, lake, D2, {**day2, "p6": (None, None, "Nobody", 1)}, {
+        "p1": ("existing", D1), "p2": ("existing", D1), "p3": ("exited", D1), "p4": ("existing", D1),
+        "p5": ("realized", D2), "p6": ("existing", D1), "p7": ("existing", D1)})
     second = export.run(spark, ws, context(settings, D2), "crm_api")
     got = sorted((without_id(m) for m in receiver.messages()), key=lambda m: m["profileId"])
     exited = expected("p3", D2, "C3", "cy@example.com", "Cy", 300, "exited", D1)

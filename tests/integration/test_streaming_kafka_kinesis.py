@@ -13,13 +13,13 @@ import boto3
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from servers.processes import S3_KEY_ID, S3_SECRET, MotoServer
+from servers.streaming import KafkaBroker
+from streaming_lake import context, qualified, valid, workspace_with, write_day
 
 from cdp.delta_io import read_table
 from cdp.lake import DELIVERY_LEDGER, DESTINATION_METRICS
 from jobs import check_quality, export
-from servers.processes import S3_KEY_ID, S3_SECRET, MotoServer
-from servers.streaming import KafkaBroker
-from streaming_lake import context, qualified, valid, workspace_with, write_day
 
 D1 = dt.date(2026, 11, 25)
 MAPPING = """mapping:

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from servers.processes import stop_process_group
+from servers.streaming import HttpReceiver
+from streaming_lake import REPO, context, valid, workspace_with, write_day
 
 from cdp.delta_io import read_table
 from cdp.lake import DELIVERY_LEDGER, DESTINATION_METRICS
 from jobs import export
-from servers.processes import stop_process_group
-from servers.streaming import HttpReceiver
-from streaming_lake import REPO, context, valid, workspace_with, write_day
 
 D1 = dt.date(2026, 11, 25)
 # One message per request, one per second: the kill lands while most are still to send.

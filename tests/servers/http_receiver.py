@@ -45,7 +45,7 @@ def reset_state() -> None:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: the tests read the recorded requests, not a log
 
     def _answer(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
@@ -61,13 +61,13 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/_control/requests":
             with LOCK:
                 return self._answer(200, {"requests": STATE["requests"], "token_requests": STATE["token_requests"]})
         return self._answer(404, {"error": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         if self.path.startswith("/_control/"):
             return self._control(json.loads(self._body() or b"null"))
         if self.path == "/oauth/token":

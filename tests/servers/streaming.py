@@ -73,8 +73,8 @@ class KafkaBroker(Server):
         java = shutil.which("java")
         if java is None or not KAFKA_LIBS.is_dir():
             raise RuntimeError(f"Kafka needs java and its jars in {KAFKA_LIBS}: run `make setup`")
-        return [java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={self.folder}/log4j2.xml",
-                "-cp", f"{KAFKA_LIBS}/*"]
+        return [java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
+                f"-Dlog4j2.configurationFile={self.folder}/log4j2.xml", "-cp", f"{KAFKA_LIBS}/*"]
 
     def prepare(self) -> None:
         props = {
@@ -114,7 +114,7 @@ class KafkaBroker(Server):
             try:
                 admin.list_topics(timeout=5)
                 return
-            except Exception:  # noqa: BLE001 - not ready yet: the controller is still electing itself
+            except Exception:
                 time.sleep(0.5)
         raise RuntimeError("Kafka did not answer metadata requests within 120s")
 
