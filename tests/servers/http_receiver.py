@@ -14,7 +14,8 @@ queued with ``POST /_control/faults`` (a JSON list, each consumed by the next ma
 Auth (``POST /_control/auth``): ``{"mode": "none"}``, ``{"mode": "bearer", "token": ...}`` or ``{"mode":
 "oauth2", "client_id": ..., "client_secret": ..., "username": ..., "password": ..., "expires_in": 3600}``;
 OAuth2 tokens come from ``POST /oauth/token`` (client credentials or password grant, client auth by HTTP
-basic). ``POST /_control/reset`` forgets requests, faults and tokens.
+basic). ``POST /_control/reset`` forgets requests, faults and tokens; ``POST /_control/record`` with ``false``
+only counts accepted messages (``accepted`` in the requests answer), for benchmarks.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from typing import Any
 
 LOCK = threading.Lock()
 STATE: dict[str, Any] = {"requests": [], "faults": [], "rejected": set(), "auth": {"mode": "none"},
-                         "tokens": {}, "token_requests": 0}
+                         "tokens": {}, "token_requests": 0, "record": True, "accepted": 0}
 
 
 def reset_state() -> None:
-    STATE.update(requests=[], faults=[], rejected=set(), auth={"mode": "none"}, tokens={}, token_requests=0)
+    STATE.update(requests=[], faults=[], rejected=set(), auth={"mode": "none"}, tokens={}, token_requests=0,
+                 record=True, accepted=0)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -64,7 +66,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/_control/requests":
             with LOCK:
-                return self._answer(200, {"requests": STATE["requests"], "token_requests": STATE["token_requests"]})
+                return self._answer(200, {"requests": STATE["requests"], "token_requests": STATE["token_requests"],
+                                          "accepted": STATE["accepted"]})
         return self._answer(404, {"error": "not found"})
 
     def do_POST(self) -> None:
@@ -88,6 +91,13 @@ class Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else {}
             return self._answer(int(fault["status"]), {"error": f"injected {fault['status']}"}, headers)
         gzipped = self.headers.get("Content-Encoding") == "gzip"
+        with LOCK:
+            record_all = STATE["record"]
+        if not record_all:  # benchmark mode: count the messages, keep nothing
+            count = raw.count(b'"messageId"') if not gzipped else gzip.decompress(raw).count(b'"messageId"')
+            with LOCK:
+                STATE["accepted"] += count
+            return self._answer(200, {"accepted": count})
         messages = json.loads(gzip.decompress(raw) if gzipped else raw)
         with LOCK:
             bad = [m["messageId"] for m in messages if m.get("profileId") in STATE["rejected"]]
@@ -97,6 +107,7 @@ class Handler(BaseHTTPRequestHandler):
                   "headers": {k.lower(): v for k, v in self.headers.items()}, "received_at": time.time()}
         with LOCK:
             STATE["requests"].append(record)
+            STATE["accepted"] += len(messages)
         if fault and "slow" in fault:
             time.sleep(float(fault["slow"]))
         return self._answer(200, {"accepted": len(messages)})
@@ -139,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             if self.path == "/_control/reset":
                 reset_state()
+            elif self.path == "/_control/record":
+                STATE["record"] = bool(body)
             elif self.path == "/_control/auth":
                 STATE["auth"] = body
             elif self.path == "/_control/faults":

@@ -45,6 +45,11 @@ class HttpReceiver(Server):
         with urllib.request.urlopen(f"{self.url}/_control/requests", timeout=10) as answer:
             return list(json.loads(answer.read())["requests"])
 
+    def accepted(self) -> int:
+        """How many messages the receiver accepted (answered 200), recorded or only counted."""
+        with urllib.request.urlopen(f"{self.url}/_control/requests", timeout=10) as answer:
+            return int(json.loads(answer.read())["accepted"])
+
     def token_requests(self) -> int:
         with urllib.request.urlopen(f"{self.url}/_control/requests", timeout=10) as answer:
             return int(json.loads(answer.read())["token_requests"])
