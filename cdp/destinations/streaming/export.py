@@ -123,7 +123,9 @@ def _journal_row(r: Result, run_id: str) -> dict[str, object]:
     record = r.message.record or {}
     return {"message_id": r.message.message_id, "profile_id": r.message.profile_id,
             "signature": record["signature"], "state_json": record["state_json"],
-            "memberships": {k: v.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for k, v in (record["memberships"] or {}).items()},
+            # PySpark hands timestamps over as naive local times: astimezone reads them so, the journal says UTC.
+            "memberships": {k: v.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                            for k, v in (record["memberships"] or {}).items()},
             "bytes": len(r.message.payload), "acknowledged_at": r.acknowledged_at, "run_id": run_id}
 
 
