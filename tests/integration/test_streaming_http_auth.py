@@ -5,10 +5,11 @@ grant, custom headers, the idempotency key header and gzip request bodies."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.streaming import HttpReceiver
+from servers.streaming import HttpReceiver, TlsHttpReceiver
 
 from cdp.destinations.streaming import http
 from cdp.destinations.streaming.delivery import Message, Problem, idempotency_key
@@ -30,7 +31,7 @@ def batch(*ids: str) -> list[Message]:
 
 
 def conn(receiver: HttpReceiver, **keys: Any) -> ConnectionInfo:
-    return ConnectionInfo("crm_api", "http", f"http://127.0.0.1:{receiver.port}", **keys)
+    return ConnectionInfo("crm_api", "http", receiver.connection()["host"], **keys)
 
 
 @pytest.fixture()
@@ -101,3 +102,33 @@ def test_connection_without_host_names_the_connection() -> None:
     with pytest.raises(DestinationError) as caught:
         http.HttpSender(destination(), ConnectionInfo("crm_api", "http", None))
     assert str(caught.value) == "Airflow connection 'crm_api' has no host: set it to the API's base URL"
+
+
+def test_mutual_tls_with_verified_certificates(tmp_path: Path) -> None:
+    with TlsHttpReceiver(folder=str(tmp_path / "tls")) as receiver:
+        pems = receiver.pems  # type: ignore[attr-defined]
+        extra = {"ca_cert": pems["ca.pem"], "client_cert": pems["client.pem"], "client_key": pems["client.key"]}
+        sender = http.HttpSender(destination(mutual_tls=True), conn(receiver, extra=extra))
+        assert sender.send(batch("1"), "a").acknowledged == batch("1")
+        sender.close()
+        assert [r["messages"][0]["profileId"] for r in receiver.requests()] == ["p1"]  # type: ignore[attr-defined]
+
+        # The server's certificate is checked: without the CA that signed it, nothing is sent.
+        untrusted = http.HttpSender(destination(mutual_tls=True), conn(receiver, extra={
+            "client_cert": pems["client.pem"], "client_key": pems["client.key"]}))
+        outcome = untrusted.send(batch("2"), "b")
+        untrusted.close()
+        assert [(m.profile_id, p.error_class, p.retryable) for m, p in outcome.problems] == [("p2", "tls_error", False)]
+
+        # The server asks for a client certificate: without one the handshake is refused.
+        anonymous = http.HttpSender(destination(), conn(receiver, extra={"ca_cert": pems["ca.pem"]}))
+        refused = anonymous.send(batch("3"), "c")
+        anonymous.close()
+        # TLS 1.3 sends the server's refusal after the client's handshake: it surfaces as an SSL error, or as a
+        # reset when the request was already on its way.
+        assert refused.acknowledged == []
+        assert [(m.profile_id, p.error_class in ("tls_error", "connection_error")) for m, p in refused.problems] == [
+            ("p3", True)]
+        assert [r["messages"][0]["profileId"] for r in receiver.requests()] == ["p1"]  # type: ignore[attr-defined]
+        # The temporary PEM files of the senders are gone.
+        assert not any(Path(p).exists() for p in sender._files)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import ssl
 import sys
 import time
 import urllib.request
@@ -16,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from servers.processes import REPO_ROOT, Server, free_port, wait_for_http, wait_for_port
+from servers.processes import REPO_ROOT, Server, free_port, wait_for_port
 
 KAFKA_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
 RECEIVER = Path(__file__).resolve().parent / "http_receiver.py"
@@ -26,32 +27,44 @@ class HttpReceiver(Server):
     """The fault-injecting HTTP API (see ``http_receiver.py``); :meth:`control` drives it."""
 
     name = "http-receiver"
+    context: ssl.SSLContext | None = None  # how the test itself reaches a TLS receiver
 
     def command(self) -> list[str]:
         return [sys.executable, str(RECEIVER), str(self.port)]
 
     def wait_ready(self) -> None:
-        wait_for_http(f"{self.url}/_control/requests", self.process, self.name)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.requests()
+                return
+            except OSError:
+                if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+                    raise RuntimeError(f"{self.name} did not answer on {self.url}") from None
+                time.sleep(0.1)
+
+    def _open(self, request: urllib.request.Request | str) -> Any:
+        return urllib.request.urlopen(request, timeout=10, context=self.context)
 
     def control(self, what: str, body: Any = None) -> Any:
         """POST to ``/_control/<what>`` (reset, auth, faults) and return the parsed answer."""
         request = urllib.request.Request(f"{self.url}/_control/{what}", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with self._open(request) as answer:
             return json.loads(answer.read())
 
     def requests(self) -> list[dict[str, Any]]:
         """Every API request the receiver read, in arrival order."""
-        with urllib.request.urlopen(f"{self.url}/_control/requests", timeout=10) as answer:
+        with self._open(f"{self.url}/_control/requests") as answer:
             return list(json.loads(answer.read())["requests"])
 
     def accepted(self) -> int:
         """How many messages the receiver accepted (answered 200), recorded or only counted."""
-        with urllib.request.urlopen(f"{self.url}/_control/requests", timeout=10) as answer:
+        with self._open(f"{self.url}/_control/requests") as answer:
             return int(json.loads(answer.read())["accepted"])
 
     def token_requests(self) -> int:
-        with urllib.request.urlopen(f"{self.url}/_control/requests", timeout=10) as answer:
+        with self._open(f"{self.url}/_control/requests") as answer:
             return int(json.loads(answer.read())["token_requests"])
 
     def messages(self) -> list[dict[str, Any]]:
@@ -63,6 +76,76 @@ class HttpReceiver(Server):
 
     def connection_via(self, port: int) -> dict[str, Any]:
         return {"conn_type": "http", "host": f"http://127.0.0.1:{port}"}
+
+
+class TlsHttpReceiver(HttpReceiver):
+    """The receiver over HTTPS with a certificate of a test CA for 127.0.0.1, requiring a client certificate of
+    the same CA (mutual TLS). :attr:`pems` holds the CA, client certificate and client key (PEM)."""
+
+    name = "https-receiver"
+
+    def prepare(self) -> None:
+        self.pems = make_test_pki(self.folder)
+        self.context = ssl.create_default_context(cafile=str(self.folder / "ca.pem"))
+        self.context.load_cert_chain(str(self.folder / "client.pem"), str(self.folder / "client.key"))
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(RECEIVER), str(self.port), "--tls", str(self.folder / "server.pem"),
+                str(self.folder / "server.key"), "--client-ca", str(self.folder / "ca.pem")]
+
+    def connection_via(self, port: int) -> dict[str, Any]:
+        return {"conn_type": "http", "host": f"https://127.0.0.1:{port}"}
+
+
+def make_test_pki(folder: Path) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, written as PEM files in ``folder``."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("cdp test CA")).issuer_name(name("cdp test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+
+    def leaf(common: str, usage: x509.ObjectIdentifier, san: x509.GeneralName | None) -> tuple[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(name(common)).issuer_name(ca.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if san is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem(key)
+
+    server_pem, server_key = leaf("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH,
+                                  x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    client_pem, client_key = leaf("cdp-client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
+    pems = {"ca.pem": ca.public_bytes(serialization.Encoding.PEM).decode(), "server.pem": server_pem,
+            "server.key": server_key, "client.pem": client_pem, "client.key": client_key}
+    for file_name, text in pems.items():
+        (folder / file_name).write_text(text)
+    return pems
 
 
 class KafkaBroker(Server):
