@@ -192,7 +192,7 @@ def check(ws: Workspace, ctx: CheckContext) -> list[WorkspaceProblem]:
         if known:
             problems.extend(_mapping(ws, dest, rel))
         if not isinstance(dest, FileDestination):
-            continue  # streaming destinations have no file names (cdp.workspace.checks.streaming)
+            continue  # streaming destinations send messages, not files: no file names to check
         wrong = template_problem(dest)
         if wrong is not None:
             problems.append(WorkspaceProblem(rel, "file_name", wrong))
