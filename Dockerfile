@@ -1,6 +1,6 @@
 # Image for docker-compose.yml: the platform with Java, the pinned Python packages and the Delta jars.
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless maven make procps \
+RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless maven gnupg make procps \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/cdp
 COPY requirements.txt pyproject.toml README.md ./

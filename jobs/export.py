@@ -19,6 +19,7 @@ delivers what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -30,6 +31,7 @@ from pyspark.sql import functions as F
 
 from cdp.delta_io import read_run_date_slice
 from cdp.destinations import ledger
+from cdp.destinations.encryption import PGP_EXTENSION, PgpEncryptor, encrypted_name, public_key_of
 from cdp.destinations.render import RenderedFile, render_file, render_manifest
 from cdp.destinations.rows import (
     AUDIENCE,
@@ -48,10 +50,12 @@ from cdp.destinations.rows import (
     value_column,
 )
 from cdp.errors import CdpError, DestinationError
+from cdp.ingestion.ledger import file_sha256
 from cdp.job import StepKey, run_job
 from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES
 from cdp.run_context import RunContext, job_parser
 from cdp.storage.base import RetryPolicy, Transport
+from cdp.storage.connections import get_connection
 from cdp.storage.factory import open_transport
 from cdp.storage.local import LocalTransport
 from cdp.workspace.file_names import render_file_name
@@ -160,8 +164,12 @@ def manifest_run_id(spark: SparkSession, ctx: RunContext, dest: FileDestination,
 
 
 def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile], mode: str,
-            base: dt.date | None) -> tuple[list[RenderedFile], list[RenderedFile], str | None]:
-    """Plan, upload and mark every file (the manifest last): (delivered now or before, not delivered, the error)."""
+            base: dt.date | None, encryptor: PgpEncryptor | None = None
+            ) -> tuple[list[RenderedFile], list[RenderedFile], str | None]:
+    """Plan, upload and mark every file (the manifest last): (delivered now or before, not delivered, the error).
+
+    With an ``encryptor``, each data file is encrypted just before its upload (the manifest is sent as it is).
+    """
     transport = open_destination(dest, ctx)
     locations = {f.name: transport.location(f.name) for f in files}
     before = ledger.plan(spark, ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
@@ -177,7 +185,13 @@ def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: 
                          f.sha256[:12])
                 done.append(f)
                 continue
-            remote = transport.put(f.local_path, f.name, sha256=f.sha256)
+            if encryptor is not None and f.kind == "data":
+                sent = f.local_path + PGP_EXTENSION
+                encryptor.encrypt(f.local_path, sent)
+                remote = transport.put(sent, f.name, sha256=file_sha256(sent))
+                os.remove(sent)
+            else:
+                remote = transport.put(f.local_path, f.name, sha256=f.sha256)
             ledger.mark_delivered(spark, ctx.lake, dest.name, ctx.run_date, f.name, remote.location)
             done.append(f)
         if isinstance(dest, LocalDestination) and dest.retention_days and isinstance(transport, LocalTransport):
@@ -206,10 +220,26 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
         from cdp.destinations.streaming import export as streaming_export
 
         return streaming_export.run(spark, ws, ctx, dest, full_resync)
-    if dest.encryption is not None:
-        # Refused rather than sent in clear: the files would reach a partner unencrypted.
-        raise ExportError(f"destination '{dest.name}': encryption: {dest.encryption} is not implemented yet; remove "
-                          "it to send the files unencrypted, or keep the destination out of the run")
+    # The key is checked before anything is computed: a destination that cannot encrypt sends nothing.
+    encryptor = open_encryptor(dest)
+    try:
+        return export(spark, ws, ctx, dest, full_resync, encryptor)
+    finally:
+        if encryptor is not None:
+            encryptor.close()
+
+
+def open_encryptor(dest: FileDestination) -> PgpEncryptor | None:
+    """The destination's PGP encryptor (its connection's public key), or None when it sends files as they are."""
+    if dest.encryption is None:
+        return None
+    connection_id = str(dest.connection)
+    return PgpEncryptor(public_key_of(get_connection(connection_id), connection_id), connection_id)
+
+
+def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, full_resync: bool,
+           encryptor: PgpEncryptor | None) -> dict[str, int]:
+    """:func:`run` for a destination found in the workspace."""
     folder = os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat())
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)
@@ -219,12 +249,16 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     try:
         counts = exclusion_counts(units)
         files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder)
+        if encryptor is not None:
+            # Delivered as <name>.pgp; what is recorded is the rendered file (see cdp.destinations.encryption).
+            files = [dataclasses.replace(f, name=encrypted_name(f.name)) for f in files]
         if dest.manifest:
             name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
             name = name[: len(name) - len(dest.extension)] + ".manifest.json"
+            encryption = None if encryptor is None else {"type": "pgp", "recipient": encryptor.fingerprint}
             files.append(render_manifest(dest, ctx.run_date.isoformat(), manifest_run_id(spark, ctx, dest, files),
-                                         files, name, folder))
-        done, missed, cause = deliver(spark, ctx, dest, files, mode, base)
+                                         files, name, folder, encryption))
+        done, missed, cause = deliver(spark, ctx, dest, files, mode, base, encryptor)
         if missed:
             error = f"{len(missed)} file(s) not delivered, first {missed[0].name}: {cause}"
     finally:

@@ -7,6 +7,18 @@ run_date=${1:?usage: scripts/run_day.sh YYYY-MM-DD}
 # The timetable's data interval for the run of logical date D+1 00:00 is [D, D+1): run date D.
 logical_date=$(date -u -d "$run_date + 1 day" +%FT00:00:00+00:00)
 log="$AIRFLOW_HOME/run-$run_date.log"
+# The example's destinations deliver to loopback servers (connections demo_s3, demo_azure_blob, demo_gcs,
+# demo_sftp): start those the workspace needs and whose connection the environment does not define, and stop
+# them when the run is over, after showing what they received.
+servers=(python scripts/local_servers.py)
+kinds=$("${servers[@]}" needed)
+if [ -n "$kinds" ]; then
+  echo "==> starting loopback servers for the destinations: $kinds"
+  # shellcheck disable=SC2086  # one word per server kind
+  "${servers[@]}" start $kinds
+  trap 'echo; echo "==> what the loopback servers received"; "${servers[@]}" show; "${servers[@]}" stop' EXIT
+  eval "$("${servers[@]}" env)"
+fi
 echo "==> running cdp_daily for $run_date (log: $log)"
 run_state() {
   airflow dags list-runs cdp_daily -o json 2>/dev/null | python -c '

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh machine, idempotently:
-#   1. Java (Spark's JVM) and Maven, from Debian's packages when missing;
+#   1. Java (Spark's JVM), Maven and GnuPG, from Debian's packages when missing;
 #   2. the virtualenv with the pinned requirements and this project (editable);
 #   3. the Delta jars, resolved once into .jars/ so that later runs start offline;
 #   4. the Airflow metadata database (SQLite) under .airflow/;
@@ -19,6 +19,8 @@ apt_install() {
 }
 command -v java >/dev/null || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null || apt_install maven
+# GnuPG for the PGP encryption of exported files (python-gnupg drives its gpg).
+command -v gpg >/dev/null || apt_install gnupg
 
 PY=${PYTHON:-python3.11}
 if [ ! -f .stamps/venv ] || [ requirements.txt -nt .stamps/venv ] || [ pyproject.toml -nt .stamps/venv ]; then

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame
 
@@ -96,15 +97,18 @@ def render_file(rows: DataFrame, columns: Sequence[str], headers: Sequence[str],
 
 
 def render_manifest(dest: FileDestination, run_date: str, run_id: str, files: Sequence[RenderedFile],
-                    name: str, folder: str) -> RenderedFile:
+                    name: str, folder: str, encryption: dict[str, str] | None = None) -> RenderedFile:
     """The manifest (JSON, delivered after every data file): destination, run, audiences, and each file's
-    name, rows, bytes and SHA-256."""
-    document = {
+    name, rows, bytes and SHA-256 (of the file as rendered: for encrypted files, once decrypted), and the
+    encryption (type and recipient key fingerprint) when the files are encrypted."""
+    document: dict[str, Any] = {
         "destination": dest.name, "type": dest.type_name, "run_date": run_date, "run_id": run_id,
         "format": dest.format, "compression": dest.effective_compression, "audiences": list(dest.audiences),
         "files": [{"name": f.name, "audience_id": f.audience_id, "rows": f.rows, "bytes": f.bytes,
                    "sha256": f.sha256} for f in files],
     }
+    if encryption is not None:
+        document["encryption"] = encryption
     path = os.path.join(folder, name)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(document, indent=2, sort_keys=True) + "\n")

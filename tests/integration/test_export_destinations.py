@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,150 @@ def test_the_export_gate_fails_on_a_doctored_count(spark: SparkSession, retail: 
     assert message.startswith("data-quality check 'exports' failed 2 of 2 expectations")
     assert "marketing_landing: received 3 != activated 3 + excluded 1 + failed 0" in message
     assert "marketing_landing: activated 3 but the delivered files hold 2 row(s)" in message
+
+
+@pytest.fixture(scope="module")
+def partner_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A partner's PGP key pair made with GnuPG: (armoured public key, the GnuPG home holding the private key)."""
+    home = tmp_path_factory.mktemp("partner-gpg")
+    home.chmod(0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--pinentry-mode", "loopback"]
+    subprocess.run([*gpg, "--quick-gen-key", "Partner <partner@example.com>", "future-default", "default", "never"],
+                   check=True, capture_output=True)
+    public = subprocess.run([*gpg, "--armor", "--export", "partner@example.com"], check=True, capture_output=True,
+                            text=True).stdout
+    yield public, home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+
+
+def decrypt(home: Path, data: bytes) -> bytes:
+    """What the partner reads after decrypting with its private key."""
+    return subprocess.run(["gpg", "--batch", "--homedir", str(home), "--decrypt"], input=data, check=True,
+                          capture_output=True).stdout
+
+
+def test_pgp_encrypted_files_decrypt_to_the_rendered_bytes_and_are_sent_once(
+        spark: SparkSession, retail: Workspace, ctx: RunContext, sshd_server: SshdServer,
+        partner_key: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    public, home = partner_key
+    connection = sshd_server.connection()
+    connection["extra"] = {**connection["extra"], "pgp_public_key": public}
+    monkeypatch.setenv(env_var_name("partner_pgp"), json.dumps(connection))
+    folder = sshd_server.root / "pgp"
+    dest = destination({
+        "name": "partner_pgp", "type": "sftp", "connection": "partner_pgp", "path": str(folder),
+        "audiences": ["gold_members"], "encryption": "pgp", "manifest": True,
+        "mapping": [{"source": "identity:crm_id", "name": "crm_id"}, {"source": "first_name"}]})
+    ws = with_destination(retail, dest)
+    metrics = export.run(spark, ws, ctx, "partner_pgp")
+    assert sorted(p.name for p in folder.iterdir()) == ["partner_pgp_gold_members_20261127.csv.pgp",
+                                                        "partner_pgp_manifest_20261127.manifest.json"]
+    encrypted = (folder / "partner_pgp_gold_members_20261127.csv.pgp").read_bytes()
+    assert b"Ann" not in encrypted
+    plain = (b"crm_id,first_name,membership_status,last_qualification_time\n"
+             + f'C1,Ann,realized,{QUALIFIED}\nC2|C3,"Bob ""Bobby"", Jr",realized,{QUALIFIED}\n'.encode())
+    assert decrypt(home, encrypted) == plain
+    # The manifest (not encrypted) names the delivered file and describes it as rendered (once decrypted).
+    manifest = json.loads((folder / "partner_pgp_manifest_20261127.manifest.json").read_text())
+    fingerprint = subprocess.run(["gpg", "--batch", "--homedir", str(home), "--with-colons", "--list-keys"],
+                                 check=True, capture_output=True, text=True).stdout.split("fpr:::::::::")[1][:40]
+    assert manifest["encryption"] == {"type": "pgp", "recipient": fingerprint}
+    assert [(f["name"], f["rows"], f["bytes"], f["sha256"]) for f in manifest["files"]] == [
+        ("partner_pgp_gold_members_20261127.csv.pgp", 2, len(plain), sha(plain))]
+    assert (metrics["activated"], metrics["files"], metrics["rows"]) == (2, 1, 2)
+
+    # A re-run encrypts anew (another session key) but the rendered file is the same: nothing is sent again.
+    mtime = (folder / "partner_pgp_gold_members_20261127.csv.pgp").stat().st_mtime_ns
+    export.run(spark, ws, dataclasses.replace(ctx, run_id="run-2"), "partner_pgp")
+    assert (folder / "partner_pgp_gold_members_20261127.csv.pgp").stat().st_mtime_ns == mtime
+    assert ledger_rows(spark, ctx, "partner_pgp") == [
+        ("partner_pgp_gold_members_20261127.csv.pgp", "data", 2, "delivered"),
+        ("partner_pgp_manifest_20261127.manifest.json", "manifest", 1, "delivered")]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({}, "encryption: pgp needs the partner's public key: put it (ASCII-armoured, '-----BEGIN PGP PUBLIC KEY "
+         "BLOCK-----') in the extra 'pgp_public_key' of the Airflow connection 'partner_nokey'"),
+    ({"pgp_public_key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\nnot a key\n-----END PGP PUBLIC KEY BLOCK-----\n"},
+     "the extra 'pgp_public_key' of connection 'partner_nokey' is not a usable PGP public key (no key could be "
+     "read); export it with 'gpg --armor --export <key id>'"),
+    ({"pgp_public_key": "-----BEGIN PGP PRIVATE KEY BLOCK-----\n...\n-----END PGP PRIVATE KEY BLOCK-----\n"},
+     "the extra 'pgp_public_key' of connection 'partner_nokey' holds a private key: put only the partner's "
+     "public key there (never a private key)"),
+])
+def test_a_destination_that_cannot_encrypt_sends_nothing(
+        spark: SparkSession, retail: Workspace, ctx: RunContext, sshd_server: SshdServer,
+        monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], message: str) -> None:
+    from cdp.destinations.encryption import EncryptionError
+
+    connection = sshd_server.connection()
+    connection["extra"] = {**connection["extra"], **extra}
+    monkeypatch.setenv(env_var_name("partner_nokey"), json.dumps(connection))
+    folder = sshd_server.root / "nokey"
+    dest = destination({"name": "partner_nokey", "type": "sftp", "connection": "partner_nokey", "path": str(folder),
+                        "audiences": ["gold_members"], "encryption": "pgp", "mapping": [{"source": "first_name"}]})
+    with pytest.raises(EncryptionError) as refused:
+        export.run(spark, with_destination(retail, dest), ctx, "partner_nokey")
+    assert str(refused.value) == message
+    assert not folder.exists()
+
+
+def test_the_example_destinations_deliver_to_the_demo_servers(
+        spark: SparkSession, retail: Workspace, ctx: RunContext, moto_server: MotoServer,
+        azurite_server: AzuriteServer, gcs_server: FakeGcsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example workspace as `make demo` runs it: its demo_* connections on the servers the demo starts."""
+    from servers.processes import AsyncsshSftpServer
+
+    with AsyncsshSftpServer() as sftp_server:
+        servers: dict[str, Server] = {"s3": moto_server, "azure_blob": azurite_server, "gcs": gcs_server,
+                                      "sftp": sftp_server}
+        for kind, server in servers.items():
+            Target(kind, server, bucket="cdp-demo").prepare()
+            connect(monkeypatch, server, f"demo_{kind}")
+        metrics = {name: export.run(spark, retail, ctx, name)
+                   for name in ("ads_partner_s3", "crm_sync_azure", "analytics_gcs", "partner_sftp")}
+        s3_keys = sorted(o["Key"] for o in moto_server.client().list_objects_v2(Bucket="cdp-demo")["Contents"])
+        blobs = sorted(b.name for b in azurite_server.service().get_container_client("cdp-demo").list_blobs())
+        gcs_names = sorted(b.name for b in gcs_server.client().list_blobs("cdp-demo"))
+        sftp_files = sorted(str(p.relative_to(sftp_server.root)) for p in sftp_server.root.rglob("*") if p.is_file())
+        ads = pq.read_table(io.BytesIO(fetch(moto_server, "s3", "cdp-demo",
+                                             "ads/2026-11-27/ads_partner_s3_gold_members_20261127.parquet")))
+        crm = gzip.decompress(fetch(azurite_server, "azure_blob", "cdp-demo",
+                                    "crm/2026-11-27/crm_sync_azure_gold_members_20261127.jsonl.gz"))
+        analytics = gzip.decompress(fetch(gcs_server, "gcs", "cdp-demo",
+                                          "analytics/2026-11-27/analytics_gcs_20261127.csv.gz"))
+        mail = (sftp_server.root / "outbound" / "2026-11-27"
+                / "retail_french_high_points_20261127_partner_sftp.csv").read_bytes()
+
+    assert s3_keys == ["ads/2026-11-27/ads_partner_s3_engaged_readers_20261127.parquet",
+                       "ads/2026-11-27/ads_partner_s3_gold_members_20261127.parquet",
+                       "ads/2026-11-27/ads_partner_s3_manifest_20261127.manifest.json"]
+    assert blobs == ["crm/2026-11-27/crm_sync_azure_cart_abandoners_20261127.jsonl.gz",
+                     "crm/2026-11-27/crm_sync_azure_gold_members_20261127.jsonl.gz"]
+    assert gcs_names == ["analytics/2026-11-27/analytics_gcs_20261127.csv.gz",
+                         "analytics/2026-11-27/analytics_gcs_20261127.manifest.json"]
+    assert sftp_files == ["outbound/2026-11-27/retail_french_high_points_20261127_partner_sftp.csv",
+                          "outbound/2026-11-27/retail_manifest_20261127_partner_sftp.manifest.json"]
+    # Only hashed identities leave for the ad platform; Bob has no e-mail: excluded, not sent anonymously.
+    assert ads.column_names == ["email_lc_sha256", "phone_sha256", "country", "membership_status",
+                                "last_qualification_time"]
+    assert [(r["email_lc_sha256"], r["phone_sha256"], r["country"], r["membership_status"])
+            for r in ads.to_pylist()] == [([ANN_SHA], None, "FR", "realized")]
+    assert [json.loads(line) for line in crm.decode().splitlines()] == [
+        {"crm_id": ["C1"], "first_name": "Ann", "loyalty_tier": "gold", "points": 1500,
+         "membership_status": "realized", "last_qualification_time": QUALIFIED},
+        {"crm_id": ["C2", "C3"], "first_name": 'Bob "Bobby", Jr', "loyalty_tier": "platinum", "points": 200,
+         "membership_status": "realized", "last_qualification_time": QUALIFIED}]
+    # One file for every audience, a status column each (no qualification times: include_membership_status false).
+    assert analytics.decode() == (
+        "profile_id,loyalty_id,country,city,gold_members_status,cart_abandoners_status,engaged_readers_status,"
+        "french_high_points_status\n"
+        "prof_a,,FR,,realized,,realized,\n"
+        "prof_b,L2,DE,,realized,,,\n"
+        "prof_c,,US,,,realized,,\n")
+    # No French customer with 1,000 points who consented: the partner still gets the day's (empty) file.
+    assert mail == b"customer_id;first_name;last_name;city;points;membership_status;last_qualification_time\n"
+    assert {name: (m["received"], m["activated"], m["excluded.no_identity"], m["files"])
+            for name, m in metrics.items()} == {
+        "ads_partner_s3": (3, 2, 1, 2), "crm_sync_azure": (3, 2, 1, 2), "analytics_gcs": (3, 3, 0, 1),
+        "partner_sftp": (0, 0, 0, 1)}
