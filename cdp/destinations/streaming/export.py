@@ -245,6 +245,7 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     # recomputation would send again).
     spark.createDataFrame(ordered.rdd.mapPartitions(partial(send_partition, plan)), RESULT_SCHEMA).write.parquet(
         results_path)
+    sent_in = time.monotonic() - started
     results = spark.read.parquet(results_path).persist()
     try:
         delivered = results.where(F.col("status") == DELIVERED).select(
@@ -277,9 +278,9 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
         dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, metrics["received"], metrics["activated"],
         excluded, metrics["failed"], 0, metrics["activated"], metrics["bytes"], status, error, failed_by,
         metrics.pop("latency_p50_ms", None), metrics.pop("latency_p95_ms", None)), dest.name, ctx.run_date)
-    log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d failed %s in %.1fs", dest.name,
-             dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["failed"], failed_by,
-             time.monotonic() - started)
+    log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d failed %s; sent in %.1fs, "
+             "recorded in %.1fs", dest.name, dest.type_name, mode, metrics["received"], metrics["activated"], excluded,
+             metrics["failed"], failed_by, sent_in, time.monotonic() - started - sent_in)
     if unreachable:
         raise DestinationError(f"destination {dest.name}: {error}; the next attempt or run sends only what was not "
                                "acknowledged, with the same message ids")

@@ -81,6 +81,8 @@ def acknowledged_state(rows: DataFrame, run_date: dt.date) -> DataFrame:
 def merge(spark: SparkSession, lake: Lake, rows: DataFrame) -> None:
     """Insert (or replace) ledger rows by (destination, run_date, message_id)."""
     assert DELIVERY_LEDGER.schema is not None
+    if rows.isEmpty():
+        return  # a MERGE of nothing still costs a Delta commit
     path = lake.path(DELIVERY_LEDGER)
     create_table_if_absent(spark, path, DELIVERY_LEDGER.schema, DELIVERY_LEDGER.partition_by)
     conformed = rows.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in DELIVERY_LEDGER.schema.fields])
