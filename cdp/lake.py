@@ -394,9 +394,80 @@ DESTINATION_METRICS = TableSpec(
         T.StructField("bytes", T.LongType(), False),
         T.StructField("status", T.StringType(), False),
         T.StructField("error", T.StringType(), True),
+        # Added with streaming destinations: rows written before read null.
+        T.StructField("failed_by", T.MapType(T.StringType(), T.LongType(), False), True),
+        T.StructField("latency_p50_ms", T.LongType(), True),
+        T.StructField("latency_p95_ms", T.LongType(), True),
     ]),
     columns=("excluded: reason -> count (no_identity, missing_mandatory, deduplicated); failed: rows of files "
-             "that could not be delivered; status: delivered, failed; error: the delivery error, without secrets"),
+             "that could not be delivered; status: delivered, failed; error: the delivery error, without secrets. "
+             "Streaming destinations (http, kafka, kinesis): received / activated / excluded / failed count "
+             "messages (one per changed profile), rows the messages acknowledged, bytes their payloads, files 0; "
+             "status delivered, delivered_with_failures (some records rejected or given up) or failed (the "
+             "endpoint stayed unreachable); failed_by: error class -> count (http_400, timeout, "
+             "connection_error, given_up, ...); latency_p50_ms / latency_p95_ms: from the end of audience "
+             "evaluation (evaluate_audiences committed) to acknowledgement, over the messages acknowledged"),
+)
+
+DELIVERY_LEDGER = TableSpec(
+    name="delivery_ledger",
+    path="delivery_ledger",
+    description=("Every message a streaming destination acknowledged (or excluded, or gave up on), per run date: "
+                 "the state it carried (signature, the state as JSON, the audiences the receiver now knows the "
+                 "profile in). The latest row of a profile before a run date is what that run's changes are "
+                 "computed against; a message id already recorded for the run date is not sent again."),
+    written_by="export (streaming destinations)",
+    write_mode="MERGE on (destination, run_date, message_id) as acknowledgements arrive (folded from the "
+               "executors' acknowledgement journal)",
+    keys=["destination", "run_date", "message_id"],
+    partition_by=["destination"],
+    schema=T.StructType([
+        T.StructField("destination", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("message_id", T.StringType(), False),
+        T.StructField("profile_id", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("signature", T.StringType(), False),
+        T.StructField("state_json", T.StringType(), True),
+        T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), True), True),
+        T.StructField("bytes", T.LongType(), False),
+        T.StructField("run_id", T.StringType(), True),
+        T.StructField("acknowledged_at", T.TimestampType(), True),
+    ]),
+    columns=("status: delivered (the endpoint acknowledged it), excluded (no_identity / missing_mandatory: not "
+             "sent, not reconsidered until the profile changes again), given_up (failed for longer than the "
+             "destination's retry.give_up_after_days); memberships: mapped audience -> last qualification time "
+             "as the receiver knows them after this message; acknowledged_at: null unless delivered"),
+)
+
+DELIVERY_FAILURES = TableSpec(
+    name="delivery_failures",
+    path="delivery_failures",
+    description=("Per run date, the messages of a streaming destination that were not delivered: rejected by the "
+                 "endpoint (a 4xx other than 408 / 429, a record error), still failing after the retries, or "
+                 "given up. A failed message is sent again by later runs until it is delivered or older than "
+                 "retry.give_up_after_days (then given_up)."),
+    written_by="export (streaming destinations)",
+    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
+    keys=["destination", "run_date", "message_id"],
+    partition_by=["destination"],
+    schema=T.StructType([
+        T.StructField("destination", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("message_id", T.StringType(), False),
+        T.StructField("profile_id", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("error_class", T.StringType(), False),
+        T.StructField("http_status", T.IntegerType(), True),
+        T.StructField("response", T.StringType(), True),
+        T.StructField("first_failed_run_date", T.DateType(), False),
+        T.StructField("attempts", T.IntegerType(), False),
+        T.StructField("run_id", T.StringType(), True),
+    ]),
+    columns=("status: failed or given_up; error_class: http_<status>, timeout, connection_error, kafka_<code>, "
+             "kinesis_<code> or given_up's last class; response: the endpoint's answer, at most 500 characters, "
+             "with the request's credentials masked; first_failed_run_date: the first run date the change "
+             "failed (what give-up ages are counted from)"),
 )
 
 RUN_METRICS = TableSpec(
@@ -458,7 +529,8 @@ STEP_RUNS = TableSpec(
 
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
               IDENTITY_LINKS, IDENTITY_RUNS, IDENTITY_NODES, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG,
-              EXPORT_LEDGER, DESTINATION_METRICS, RUN_METRICS, QUALITY_RESULTS, STEP_RUNS]
+              EXPORT_LEDGER, DESTINATION_METRICS, RUN_METRICS, QUALITY_RESULTS, STEP_RUNS, DELIVERY_LEDGER,
+              DELIVERY_FAILURES]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from cdp.lake import (
     AUDIENCE_MEMBERSHIP,
     BATCH_LEDGER,
     DATASET,
+    DELIVERY_LEDGER,
     DESTINATION_METRICS,
     EXIT_REASONS,
     EXITED,
@@ -386,6 +387,11 @@ def export_suites(spark: SparkSession, lake: Lake, run_date: dt.date) -> list[Su
     """Every destination's counts reconcile, and its delivered files hold exactly the rows it activated."""
     metrics = read_run_date_slice(spark, lake, DESTINATION_METRICS, run_date, absent_as_empty=True)
     ledger = read_run_date_slice(spark, lake, EXPORT_LEDGER, run_date, absent_as_empty=True)
+    # Streaming destinations: the messages acknowledged in the delivery ledger stand for the delivered rows.
+    acknowledged = read_run_date_slice(spark, lake, DELIVERY_LEDGER, run_date, absent_as_empty=True).where(
+        F.col("status") == "delivered").groupBy("destination").count().select(
+        "destination", F.lit("data").alias("kind"), F.lit("delivered").alias("status"), F.col("count").alias("rows"))
+    ledger = ledger.select("destination", "kind", "status", "rows").unionByName(acknowledged)
     return [Suite("destination_counts", transform_export_reconciliation(metrics, ledger), [
         gxe.ExpectColumnValuesToBeNull(column="count_problem"),
         gxe.ExpectColumnValuesToBeNull(column="rows_problem"),

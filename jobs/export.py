@@ -60,7 +60,7 @@ from cdp.storage.factory import open_transport
 from cdp.storage.local import LocalTransport
 from cdp.workspace.file_names import render_file_name
 from cdp.workspace.loader import Workspace
-from cdp.workspace.models import FileDestination, LocalDestination
+from cdp.workspace.models import FileDestination, LocalDestination, StreamingDestination
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     if destination not in ws.destinations:
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
+    if isinstance(dest, StreamingDestination):  # http, kafka, kinesis: cdp.destinations.streaming
+        from cdp.destinations.streaming import export as streaming_export
+
+        return streaming_export.run(spark, ws, ctx, dest, full_resync)
     # The key is checked before anything is computed: a destination that cannot encrypt sends nothing.
     encryptor = open_encryptor(dest)
     try:

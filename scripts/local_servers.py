@@ -22,17 +22,72 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from servers.processes import SERVERS, AsyncsshSftpServer, Server, SshdServer, stop_process_group  # noqa: E402
+from servers.processes import SERVERS, AsyncsshSftpServer, MotoServer, Server, SshdServer, stop_process_group  # noqa: E402
 
 # The demo's SFTP server is asyncssh's (the tests use both): its chroot lets the example's destination name a
 # relative folder (outbound/{date}) as a partner's server would, and it shows a password login.
 DEMO_SERVERS: dict[str, type[Server]] = {**SERVERS, "sftp": AsyncsshSftpServer}
 
 log = logging.getLogger("local_servers")
+
+# ---- streaming destinations' endpoints: the HTTP receiver, one Kafka broker (KRaft) and moto's server for
+# Kinesis. `start http kafka kinesis --bucket NAME` creates the Kafka topic / Kinesis stream NAME; the HTTP
+# receiver takes any path. (The HTTP receiver records what it received: GET /_control/requests.)
+from servers.streaming import HttpReceiver, KafkaBroker  # noqa: E402
+
+STREAMING_SERVERS: dict[str, type[Server]] = {"http": HttpReceiver, "kafka": KafkaBroker, "kinesis": MotoServer}
+SERVERS = {**SERVERS, **STREAMING_SERVERS}
+DEMO_SERVERS = {**DEMO_SERVERS, **STREAMING_SERVERS}
+
+
+def kinesis_client(server: Server) -> Any:
+    import boto3
+
+    connection = server.connection()
+    return boto3.client("kinesis", endpoint_url=server.url, region_name="us-east-1",
+                        aws_access_key_id=connection["login"], aws_secret_access_key=connection["password"])
+
+
+def prepare_streaming(kind: str, server: Server, name: str) -> None:
+    """The demo's Kafka topic or Kinesis stream (the HTTP receiver needs nothing)."""
+    if isinstance(server, KafkaBroker):
+        server.create_topic(name)
+    elif kind == "kinesis":
+        client = kinesis_client(server)
+        client.create_stream(StreamName=name, ShardCount=1)
+        client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2})
+
+
+def streamed(kind: str, server: Server, name: str) -> list[tuple[str, int]]:
+    """(where, bytes) of what a streaming endpoint received: messages per HTTP path, records of the Kafka topic
+    or Kinesis stream ``name``, read from the endpoint itself."""
+    if isinstance(server, HttpReceiver):
+        by_path: dict[str, list[int]] = {}
+        for request in server.requests():
+            if request["status"] == 200:
+                sizes = by_path.setdefault(str(request["path"]), [])
+                sizes += [len(json.dumps(m)) for m in request["messages"]]
+        return [(f"{server.url}{path}: {len(sizes)} message(s)", sum(sizes)) for path, sizes in sorted(by_path.items())]
+    if isinstance(server, KafkaBroker):
+        records = server.consume(name, expected=10**9, timeout=5.0)
+        return [(f"kafka://{server.bootstrap}/{name}: {len(records)} record(s)", sum(len(v) for _, v, _ in records))]
+    client = kinesis_client(server)
+    total, size = 0, 0
+    for shard in client.describe_stream(StreamName=name)["StreamDescription"]["Shards"]:
+        iterator = client.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
+                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = client.get_records(ShardIterator=iterator, Limit=10_000)
+            total += len(page["Records"])
+            size += sum(len(r["Data"]) for r in page["Records"])
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return [(f"kinesis://{name}: {total} record(s)", size)]
+# ---- end of the streaming block
 
 
 def state_dir() -> Path:
@@ -53,6 +108,9 @@ def create_bucket(kind: str, server: Server, bucket: str) -> None:
     """The demo's bucket / container, so that the destinations have somewhere to deliver."""
     from servers.targets import Target
 
+    if kind in STREAMING_SERVERS:
+        prepare_streaming(kind, server, bucket)
+        return
     if isinstance(server, SshdServer):
         return  # the SFTP root is the partner's whole drop folder
     Target(kind, server, bucket=bucket).prepare()
@@ -108,6 +166,8 @@ def stored_files(kind: str, server: Server, bucket: str) -> list[tuple[str, int]
     """(path, bytes) of every file the server holds, read from the server itself (not from the platform's ledger)."""
     from servers.processes import AzuriteServer, FakeGcsServer, MotoServer
 
+    if kind in STREAMING_SERVERS:
+        return streamed(kind, server, bucket)
     if isinstance(server, MotoServer):
         pages = server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
         return [(f"s3://{bucket}/{o['Key']}", int(o["Size"])) for page in pages for o in page.get("Contents", [])]

@@ -62,4 +62,13 @@ if [ ! -f .stamps/azurite ] || [ tests/servers/npm/package-lock.json -nt .stamps
   npm ci --prefix .cache/npm --no-audit --no-fund --loglevel=error >/dev/null
   touch .stamps/azurite
 fi
+# Test endpoint of the kafka streaming destination: one Apache Kafka broker (KRaft) from its Maven Central jars,
+# resolved once into .cache/kafka/libs (tests/servers/streaming.py runs it offline from there).
+if [ ! -f .stamps/kafka ] || [ scripts/kafka/pom.xml -nt .stamps/kafka ] || [ ! -d .cache/kafka/libs ]; then
+  echo "==> Kafka broker jars into .cache/kafka/libs"
+  rm -rf .cache/kafka/libs && mkdir -p .cache/kafka
+  (cd scripts/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory=../../.cache/kafka/libs)
+  touch .stamps/kafka
+fi
 echo "==> setup complete"

@@ -97,7 +97,9 @@ def delivered_names(spark: SparkSession, lake: Lake, destination: str) -> set[st
 
 def record_destination_metrics(spark: SparkSession, lake: Lake, row: tuple[object, ...], destination: str,
                                run_date: dt.date) -> None:
-    """Replace the destination's metrics row of the run date (DESTINATION_METRICS columns)."""
+    """Replace the destination's metrics row of the run date (DESTINATION_METRICS columns; trailing columns
+    added later, such as the streaming latencies, may be left out and are written null)."""
     assert DESTINATION_METRICS.schema is not None
-    replace_slice(spark.createDataFrame([row], DESTINATION_METRICS.schema), lake.path(DESTINATION_METRICS),
-                  _slice(destination, run_date), DESTINATION_METRICS.partition_by)
+    padded = tuple(row) + (None,) * (len(DESTINATION_METRICS.schema.fields) - len(row))
+    replace_slice(spark.createDataFrame([padded], DESTINATION_METRICS.schema), lake.path(DESTINATION_METRICS),
+                  _slice(destination, run_date), DESTINATION_METRICS.partition_by, add_new_columns=True)

@@ -7,6 +7,7 @@ file and the key instead of a setting silently ignored.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -759,12 +760,165 @@ class SftpDestination(FileDestination):
     path: str = Field(description="remote folder")
 
 
-DESTINATION_TYPES: dict[str, type[FileDestination]] = {
-    "local": LocalDestination, "s3": S3Destination, "azure_blob": AzureBlobDestination, "gcs": GcsDestination,
-    "sftp": SftpDestination}
+# ---------------------------------------------------------------- streaming destinations
 
-# One destination file, a union discriminated on ``type`` (streaming kinds join it later).
+StreamingAuth = Literal["none", "bearer", "oauth2_client_credentials", "oauth2_password"]
+# Header names a destination may not set itself: the sender owns them (body framing, idempotency, auth).
+RESERVED_HEADERS = ("authorization", "content-type", "content-encoding", "content-length", "host")
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")]
+
+
+class Batching(Strict):
+    """How messages are grouped into one request / produce call.
+
+    ``best_effort``: small batches sent at once (``max_messages`` defaults to 50); ``configured``: up to
+    ``max_messages`` messages, or what is ready after ``max_seconds``, whichever comes first.
+    """
+
+    mode: Literal["best_effort", "configured"] = "best_effort"
+    max_messages: StrictInt = Field(default=50, ge=1, le=10_000)
+    max_seconds: float = Field(default=1.0, gt=0, le=300)
+
+
+class StreamingRetry(Strict):
+    """Retries of one batch on network errors, timeouts, 429 and 5xx (exponential backoff with jitter,
+    ``Retry-After`` honoured up to ``max_wait_seconds``); ``give_up_after_days``: a failed record is retried by
+    later runs until it is delivered or this many days old, then reported as given up."""
+
+    attempts: StrictInt = Field(default=5, ge=1, le=100)
+    initial_wait_seconds: float = Field(default=0.5, ge=0, le=600)
+    max_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    give_up_after_days: Days = 7
+
+
+class StreamingDestination(Strict):
+    """What every streaming destination shares: one JSON message per profile whose state changed.
+
+    A message holds the ``mapping``'s attributes (renamed), the identity map of the mapped namespaces (hashed
+    where asked), the membership map of ``audiences``, the profile id, a message id stable for the same change,
+    the run date and run id (``docs/schemas/profile_change.schema.json``). Endpoint and secrets come from the
+    Airflow connection named by ``connection``.
+    """
+
+    name: Name
+    audiences: list[str] = Field(min_length=1, max_length=250)
+    connection: ConnectionId
+    mapping: list[MappedField] = Field(min_length=1, max_length=50)
+    batching: Batching = Field(default_factory=Batching)
+    # messages per second to this destination (None: as fast as the endpoint acknowledges)
+    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+    retry: StreamingRetry = Field(default_factory=StreamingRetry)
+    description: str = ""
+
+    # What the file-destination checks read from every destination: streaming ones have no such keys.
+    deduplication: ClassVar[None] = None
+    layout: ClassVar[str] = "profile"
+
+    @field_validator("audiences")
+    @classmethod
+    def _audiences_once(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({a for a in value if value.count(a) > 1})
+        if duplicates:
+            raise ValueError(f"audience(s) {', '.join(duplicates)} listed more than once")
+        return value
+
+    @property
+    def type_name(self) -> str:
+        """The destination's ``type`` (each subclass declares it as a literal)."""
+        return str(getattr(self, "type", "?"))
+
+
+class HttpDestination(StreamingDestination):
+    """POST JSON batches (an array of messages) to an HTTP API.
+
+    The connection holds the base URL (``host``, with scheme and port) and the secrets: the bearer token
+    (password), OAuth2's ``token_url`` / ``client_id`` / ``client_secret`` (extra) and the password grant's
+    user (login / password), mutual TLS's ``client_cert`` / ``client_key`` and a ``ca_cert`` (extra, PEM).
+    """
+
+    type: Literal["http"]
+    path: str = ""
+    auth: StreamingAuth = "none"
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    gzip: bool = False
+    verify_tls: bool = True
+    mutual_tls: bool = False
+    idempotency_header: HeaderName = "Idempotency-Key"
+    scopes: list[str] = Field(default_factory=list)
+
+    @field_validator("path")
+    @classmethod
+    def _url_path(cls, value: str) -> str:
+        if value and (not value.startswith("/") or any(c.isspace() or c == "#" for c in value)):
+            raise ValueError(f"{value!r} is not a URL path: it must start with '/' (it follows the connection's "
+                             "base URL) and hold no space or '#'")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(h for h in value if h.lower() in RESERVED_HEADERS)
+        if reserved:
+            raise ValueError(f"header(s) {', '.join(reserved)} are set by the sender; remove them (a token "
+                             "belongs in the connection, with auth: bearer)")
+        bad = sorted(h for h, v in value.items() if any(c in v for c in "\r\n\0"))
+        if bad:
+            raise ValueError(f"header(s) {', '.join(bad)} hold a line break or NUL; remove it")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes_for_oauth(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and not str(info.data.get("auth", "none")).startswith("oauth2"):
+            raise ValueError("scopes apply to auth oauth2_client_credentials or oauth2_password only")
+        return value
+
+
+class KafkaDestination(StreamingDestination):
+    """Produce to a Kafka topic (Apache Kafka or Azure Event Hubs' Kafka endpoint) with an idempotent producer,
+    ``acks=all``, key = profile id. The connection holds the bootstrap servers (``host``, comma-separated
+    ``host:port``) and, for SASL, ``security_protocol`` / ``sasl_mechanism`` (extra) with login / password
+    (Event Hubs: ``$ConnectionString`` and the namespace's connection string)."""
+
+    type: Literal["kafka"]
+    topic: str
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in (".", ".."):
+            raise ValueError(f"{value!r} is not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-'")
+        return value
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+
+
+class KinesisDestination(StreamingDestination):
+    """PutRecords to an Amazon Kinesis data stream (batches of up to 500 records, partition key = profile id).
+    The connection is an AWS one: key id / secret (login / password), ``region_name`` and an optional
+    ``endpoint_url`` (extra)."""
+
+    type: Literal["kinesis"]
+    stream: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+    @field_validator("batching")
+    @classmethod
+    def _put_records_limit(cls, value: Batching) -> Batching:
+        if value.max_messages > 500:
+            raise ValueError(f"max_messages {value.max_messages} is over 500, the most PutRecords takes")
+        return value
+
+
+STREAMING_TYPES: dict[str, type[StreamingDestination]] = {
+    "http": HttpDestination, "kafka": KafkaDestination, "kinesis": KinesisDestination}
+
+DESTINATION_TYPES: dict[str, type[FileDestination] | type[StreamingDestination]] = {
+    "local": LocalDestination, "s3": S3Destination, "azure_blob": AzureBlobDestination, "gcs": GcsDestination,
+    "sftp": SftpDestination, **STREAMING_TYPES}
+
+# One destination file, a union discriminated on ``type``.
 DestinationSpec = Annotated[LocalDestination | S3Destination | AzureBlobDestination | GcsDestination
-                            | SftpDestination, Field(discriminator="type")]
+                            | SftpDestination | HttpDestination | KafkaDestination | KinesisDestination,
+                            Field(discriminator="type")]
 # The previous name of the local kind, kept for code written against it.
 LocalFileDestination = LocalDestination

@@ -35,3 +35,21 @@ def sshd_server() -> Iterator[SshdServer]:
     """OpenSSH's sshd (SFTP only, key authentication) on a free loopback port."""
     with SshdServer() as server:
         yield server  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- streaming endpoints (http, kafka; kinesis: moto)
+from servers.streaming import HttpReceiver, KafkaBroker  # noqa: E402 - this block is self-contained
+
+
+@pytest.fixture(scope="session")
+def http_receiver() -> Iterator[HttpReceiver]:
+    """The fault-injecting HTTP API on a free loopback port (reset it at the start of each test)."""
+    with HttpReceiver() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """One Apache Kafka broker in KRaft mode on a free loopback port."""
+    with KafkaBroker() as server:
+        yield server  # type: ignore[misc]

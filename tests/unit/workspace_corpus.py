@@ -235,10 +235,11 @@ case("file_names_collide", [audience("landing_gold_members", "  {attribute: tier
 
 # ---------------------------------------------------------------- destination models and mapping
 case("destination_unknown_type", [replace(DEST, "type: local", "type: ftp")],
-     "destinations/marketing_landing.yaml: type: unknown destination type 'ftp' (known: azure_blob, gcs, local, s3, "
-     "sftp)")
+     "destinations/marketing_landing.yaml: type: unknown destination type 'ftp' (known: azure_blob, gcs, http, kafka, "
+     "kinesis, local, s3, sftp)")
 case("destination_without_type", [replace(DEST, "type: local\n", "")],
-     "destinations/marketing_landing.yaml: type: is required (one of: azure_blob, gcs, local, s3, sftp)")
+     "destinations/marketing_landing.yaml: type: is required (one of: azure_blob, gcs, http, kafka, kinesis, local, "
+     "s3, sftp)")
 case("s3_without_connection", [destination("partner", S3.replace("connection: partner_s3\n", ""))],
      "destinations/partner.yaml: connection: Value error, type s3 needs a connection: the id of the Airflow "
      "connection holding the credentials and endpoint")
@@ -397,3 +398,48 @@ case("renamed_field_one_problem", [replace("schemas/loyalty_member.yaml", "{name
      "consent_marketing, country, crm_id, email, first_name, joined_on, last_name, loyalty_id, loyalty_tier, phone, "
      "points, updated_at); also named by destinations/crm_sync_azure.yaml: mapping.2.source, "
      "destinations/marketing_landing.yaml: mapping.3.source")
+
+# ---------------------------------------------------------------- streaming destinations (http, kafka, kinesis)
+STREAM_MAPPING = 'mapping:\n  - {source: "identity:crm_id", name: crm_id}\n'
+case("http_without_connection", [destination("crm_api", "type: http\naudiences: [gold_members]\n" + STREAM_MAPPING)],
+     "destinations/crm_api.yaml: connection: is required")
+case("http_authorization_header", [destination("crm_api", "type: http\nconnection: crm_api\naudiences: [gold_members]\n"
+                                               "headers: {Authorization: Bearer abc, X-Team: crm}\n" + STREAM_MAPPING)],
+     "destinations/crm_api.yaml: headers: Value error, header(s) Authorization are set by the sender; remove them (a "
+     "token belongs in the connection, with auth: bearer)")
+case("http_relative_path", [destination("crm_api", "type: http\nconnection: crm_api\npath: v1/profiles\n"
+                                        "audiences: [gold_members]\n" + STREAM_MAPPING)],
+     "destinations/crm_api.yaml: path: Value error, 'v1/profiles' is not a URL path: it must start with '/' (it "
+     "follows the connection's base URL) and hold no space or '#'")
+case("http_scopes_without_oauth", [destination("crm_api", "type: http\nconnection: crm_api\nscopes: [write]\n"
+                                               "audiences: [gold_members]\n" + STREAM_MAPPING)],
+     "destinations/crm_api.yaml: scopes: Value error, scopes apply to auth oauth2_client_credentials or "
+     "oauth2_password only")
+case("streaming_rate_limit_zero", [destination("crm_api", "type: http\nconnection: crm_api\nrate_limit: 0\n"
+                                               "audiences: [gold_members]\n" + STREAM_MAPPING)],
+     "destinations/crm_api.yaml: rate_limit: Input should be greater than 0")
+case("streaming_give_up_zero", [destination("crm_api", "type: http\nconnection: crm_api\n"
+                                            "retry: {give_up_after_days: 0}\naudiences: [gold_members]\n"
+                                            + STREAM_MAPPING)],
+     "destinations/crm_api.yaml: retry.give_up_after_days: Input should be greater than or equal to 1")
+case("kinesis_batch_over_500", [destination("events_stream", "type: kinesis\nconnection: aws\nstream: profiles\n"
+                                            "batching: {mode: configured, max_messages: 1000}\n"
+                                            "audiences: [gold_members]\n" + STREAM_MAPPING)],
+     "destinations/events_stream.yaml: batching: Value error, max_messages 1000 is over 500, the most PutRecords takes")
+case("kafka_topic_name", [destination("bus", "type: kafka\nconnection: bus\ntopic: 'profile changes'\n"
+                                      "audiences: [gold_members]\n" + STREAM_MAPPING)],
+     "destinations/bus.yaml: topic: Value error, 'profile changes' is not a Kafka topic name: 1 to 249 letters, "
+     "digits, '.', '_' or '-'")
+case("kafka_unknown_audience_and_no_identity", [destination("bus", "type: kafka\nconnection: bus\ntopic: profiles\n"
+                                                            "audiences: [gold_membres]\nmapping:\n"
+                                                            "  - {source: first_name}\n")],
+     "destinations/bus.yaml: audiences.0: audience 'gold_membres' is not defined",
+     "destinations/bus.yaml: mapping: maps no identity namespace, no identity attribute and not profile_id: its rows "
+     "would identify no one; add e.g. {source: \"identity:<namespace>\"} or {source: profile_id}")
+case("http_hash_person_namespace", [destination("crm_api", "type: http\nconnection: crm_api\n"
+                                                "audiences: [gold_members]\nmapping:\n"
+                                                "  - {source: 'identity:crm_id', hash: sha256}\n"
+                                                "  - {source: favourite}\n")],
+     "destinations/crm_api.yaml: mapping.0.hash: 'hash' applies to e-mail and phone identities; namespace 'crm_id' "
+     "is person",
+     "destinations/crm_api.yaml: mapping.1.source: attribute 'favourite' is not a profile attribute")

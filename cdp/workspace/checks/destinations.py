@@ -37,6 +37,7 @@ from cdp.workspace.models import (
     FileDestination,
     LocalDestination,
     SftpDestination,
+    StreamingDestination,
 )
 from cdp.workspace.workspace import Workspace
 
@@ -46,7 +47,7 @@ HASHABLE_NAMESPACE_TYPES = ("email", "phone")
 HASHABLE_FORMATS = ("email", "phone")
 
 
-def _mapping(ws: Workspace, dest: FileDestination, rel: str) -> list[WorkspaceProblem]:
+def _mapping(ws: Workspace, dest: FileDestination | StreamingDestination, rel: str) -> list[WorkspaceProblem]:
     problems: list[WorkspaceProblem] = []
     attributes = ws.profile_attributes()
     identity_attributes = identity_attribute_names(ws)
@@ -90,7 +91,8 @@ def _mapping(ws: Workspace, dest: FileDestination, rel: str) -> list[WorkspacePr
         if header in headers:
             problems.append(WorkspaceProblem(rel, f"{key}.name", f"column '{header}' appears twice "
                                              f"(mapping.{headers[header]} has the same header); rename one"))
-        elif dest.include_membership_status and dest.layout == "per_audience" and header in MEMBERSHIP_HEADERS:
+        elif (isinstance(dest, FileDestination) and dest.include_membership_status and dest.layout == "per_audience"
+              and header in MEMBERSHIP_HEADERS):
             problems.append(WorkspaceProblem(rel, f"{key}.name", f"column '{header}' is also a membership column "
                                              "the export adds; rename it"))
         headers.setdefault(header, i)
@@ -189,6 +191,8 @@ def check(ws: Workspace, ctx: CheckContext) -> list[WorkspaceProblem]:
                 problems.append(WorkspaceProblem(rel, f"audiences.{i}", f"audience '{audience_id}' is not defined"))
         if known:
             problems.extend(_mapping(ws, dest, rel))
+        if not isinstance(dest, FileDestination):
+            continue  # streaming destinations send messages, not files: no file names to check
         wrong = template_problem(dest)
         if wrong is not None:
             problems.append(WorkspaceProblem(rel, "file_name", wrong))

@@ -15,7 +15,12 @@ from pathlib import Path
 
 from cdp.errors import WorkspaceProblem
 from cdp.workspace.checks.base import CheckContext
-from cdp.workspace.models import DATASET_PATH_PLACEHOLDERS, DESTINATION_PATH_PLACEHOLDERS, LocalDestination
+from cdp.workspace.models import (
+    DATASET_PATH_PLACEHOLDERS,
+    DESTINATION_PATH_PLACEHOLDERS,
+    FileDestination,
+    LocalDestination,
+)
 from cdp.workspace.workspace import Workspace
 
 SAMPLE_DATE = "2000-01-01"
@@ -86,6 +91,8 @@ def check(ws: Workspace, ctx: CheckContext) -> list[WorkspaceProblem]:
             if why is not None:
                 problems.append(WorkspaceProblem(rel, "source.path", why))
     for dest in ws.destinations.values():
+        if not isinstance(dest, FileDestination):
+            continue  # an HTTP destination's path is a URL path, not a folder
         rel = ws.files[f"destinations/{dest.name}"]
         wrong = placeholder_problem(dest.path, DESTINATION_PATH_PLACEHOLDERS)
         if wrong is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cdp.errors import WorkspaceProblem
 from cdp.workspace.checks.base import CheckContext
 from cdp.workspace.java_patterns import JavaUnavailable, PatternKind, check_patterns
-from cdp.workspace.models import EventFilter, Rule
+from cdp.workspace.models import EventFilter, FileDestination, Rule
 from cdp.workspace.workspace import Workspace
 
 JAVA_REGEX = "Java syntax, which Spark uses"
@@ -66,7 +66,7 @@ def pattern_uses(ws: Workspace) -> list[PatternUse]:
         rel = ws.files[f"audiences/{audience.id}"]
         uses += [PatternUse(rel, key, "regex", text) for key, text in _rule_regexes(audience.rule)]
     for dest in ws.destinations.values():
-        if dest.format == "csv":
+        if isinstance(dest, FileDestination) and dest.format == "csv":
             rel = ws.files[f"destinations/{dest.name}"]
             uses.append(PatternUse(rel, "csv.date_format", "datetime", dest.csv.date_format))
             uses.append(PatternUse(rel, "csv.timestamp_format", "datetime", dest.csv.timestamp_format))
