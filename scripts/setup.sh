@@ -25,7 +25,8 @@ command -v gpg >/dev/null || apt_install gnupg
 PY=${PYTHON:-python3.11}
 if [ ! -f .stamps/venv ] || [ requirements.txt -nt .stamps/venv ] || [ pyproject.toml -nt .stamps/venv ]; then
   echo "==> virtualenv (.venv) with requirements.txt"
-  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  # A venv left half-made by an interrupted setup (no pip) is made again.
+  if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then rm -rf .venv && "$PY" -m venv .venv; fi
   .venv/bin/pip install -q --upgrade pip
   # pyspark and pyspark-client ship the same files: both pinned to one version (see requirements.in).
   .venv/bin/pip install -q -r requirements.txt
