@@ -17,6 +17,7 @@ import platform
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.measure import measure
 from cdp.settings import REPO_ROOT
@@ -34,6 +35,14 @@ def bench_generator(work: Path, persons: int) -> dict[str, float]:
     records = sum(summary.records.values())
     return {"persons": persons, "records": records, "seconds": round(m.seconds, 1),
             "records_per_s": round(records / m.seconds), "peak_rss_mib": round(m.peak_rss_mib)}
+
+
+def bench_session(extra: dict[str, str] | None = None) -> Any:
+    """The benchmarks' Spark session: local[2], an 8 GB driver, 8 shuffle partitions (plus ``extra``)."""
+    from cdp.spark import get_session
+
+    return get_session("cdp-bench", master="local[2]",
+                       extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8", **(extra or {})})
 
 
 def read_sections(text: str) -> dict[str, str]:
@@ -66,11 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("generator: %s", results["generator"])
     if "ingest" in suites:
         from bench.ingest import bench_ingest
-        from cdp.spark import get_session
         from cdp.workspace.loader import load_workspace
 
-        spark = get_session("cdp-bench", master="local[2]",
-                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        spark = bench_session()
         ws = load_workspace(REPO_ROOT / "examples" / "retail")
         results["ingest"] = []
         for rows in (int(r) for r in args.rows.split(",")):
@@ -79,32 +86,25 @@ def main(argv: list[str] | None = None) -> int:
 
     if "audiences" in suites:
         from bench.audiences import bench_audiences
-        from cdp.spark import get_session
 
-        spark = get_session("cdp-bench", master="local[2]",
-                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        spark = bench_session()
         results["audiences"] = []
         for n in (int(x) for x in args.profiles.split(",")):
             results["audiences"] += bench_audiences(spark, work, n)
             log.info("audiences: %s", results["audiences"])
     if "identity" in suites:
         from bench.identity import bench_identity
-        from cdp.spark import get_session
 
-        spark = get_session("cdp-bench", master="local[2]",
-                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8",
-                                   # the results come back to pandas for the comparison with scipy
-                                   "spark.sql.execution.arrow.pyspark.enabled": "true"})
+        # the results come back to pandas for the comparison with scipy
+        spark = bench_session({"spark.sql.execution.arrow.pyspark.enabled": "true"})
         spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
         results["identity"] = [bench_identity(spark, work, int(n)) for n in args.identities.split(",")]
         log.info("identity: %s", results["identity"])
 
     if "export" in suites:
         from bench.export import bench_export
-        from cdp.spark import get_session
 
-        spark = get_session("cdp-bench", master="local[2]",
-                            extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8"})
+        spark = bench_session()
         results["export"] = []
         for n in (int(x) for x in args.export_rows.split(",")):
             results["export"] += bench_export(spark, work, n)

@@ -616,6 +616,14 @@ class Deduplication(Strict):
         return self
 
 
+def audiences_once(value: list[str]) -> list[str]:
+    """A destination's audiences, each listed once (the validator every destination type shares)."""
+    duplicates = sorted({a for a in value if value.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"audience(s) {', '.join(duplicates)} listed more than once")
+    return value
+
+
 class FileDestination(Strict):
     """What every file destination shares: audiences, mapping, format, file names and layout.
 
@@ -651,10 +659,7 @@ class FileDestination(Strict):
     @field_validator("audiences")
     @classmethod
     def _audiences_once(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({a for a in value if value.count(a) > 1})
-        if duplicates:
-            raise ValueError(f"audience(s) {', '.join(duplicates)} listed more than once")
-        return value
+        return audiences_once(value)
 
     @field_validator("connection")
     @classmethod
@@ -817,10 +822,7 @@ class StreamingDestination(Strict):
     @field_validator("audiences")
     @classmethod
     def _audiences_once(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({a for a in value if value.count(a) > 1})
-        if duplicates:
-            raise ValueError(f"audience(s) {', '.join(duplicates)} listed more than once")
-        return value
+        return audiences_once(value)
 
     @property
     def type_name(self) -> str:
