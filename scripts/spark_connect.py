@@ -45,11 +45,20 @@ def wanted_port() -> int | None:
 
 
 def run(command: list[str]) -> int:
-    """Run ``command`` between a start and a stop of the server; the server never outlives it."""
-    state = default_state()
-    started = running_pid(state) is None
-    start_server(state)
+    """Run ``command`` between a start and a stop of the server; the server never outlives it.
+
+    Without a server to start (spark_default is not a loopback spark_connect connection, or its port already
+    answers: a server someone else runs and stops), ``command`` just runs.
+    """
+    port = wanted_port()
     env = {**os.environ, "CDP_SPARK_CONNECT_OWNED": "1"}
+    started = False
+    if port is not None and not port_open(port):
+        state = default_state(port)
+        start_server(state)
+        started = True
+        # The CLI's own sessions (`cdp report`) use the server as well; the jobs get the URL from spark_default.
+        env["CDP_SPARK_REMOTE"] = state.url
     child = subprocess.Popen(command, env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -64,7 +73,7 @@ def run(command: list[str]) -> int:
             child.terminate()
             child.wait()
         if started:
-            stop_server(state)
+            stop_server(default_state(port))
 
 
 def main(argv: list[str]) -> int:
@@ -93,7 +102,6 @@ def main(argv: list[str]) -> int:
             if not command:
                 log.error("usage: scripts/spark_connect.py run -- CMD ...")
                 return 2
-            os.environ["CDP_SPARK_CONNECT_PORT"] = str(state.port)
             return run(command)
     except CdpError as exc:
         log.error("%s", exc)

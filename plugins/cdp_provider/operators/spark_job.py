@@ -15,6 +15,7 @@ connection (``spark_default``) decides how the job runs, so the same DAG runs un
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -133,8 +134,16 @@ class CdpSparkJobOperator(SparkSubmitOperator):
     def _run_connect_client(self, url: str) -> None:
         """Run the job module as a Spark Connect client of ``url``, its output in the task log."""
         parsed = urlparse(url)
-        # The URL's parameters may hold a token: the log names the server only.
-        self.log.info("running %s as a Spark Connect client of sc://%s", self.application, parsed.netloc)
+        server = f"sc://{parsed.netloc}"  # the URL's parameters may hold a token: messages name the server only
+        try:
+            # The client would retry an absent server for minutes: say at once what is wrong (Airflow retries).
+            socket.create_connection((parsed.hostname or "", parsed.port or 15002), timeout=10).close()
+        except OSError as exc:
+            raise AirflowException(
+                f"job {self.job}: the Spark Connect server {server} of connection {self._conn_id} does not answer "
+                f"({exc.strerror or exc}); start it (scripts/spark_connect.py start, or make run / make airflow "
+                "start it for you) or point the connection at a running one") from exc
+        self.log.info("running %s as a Spark Connect client of %s", self.application, server)
         env = {**os.environ, **(self.env_vars or {}), REMOTE_ENV: url}
         self._client = subprocess.Popen(
             [sys.executable, str(self.application), *(self.application_args or [])], env=env,
