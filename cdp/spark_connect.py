@@ -38,6 +38,11 @@ LOOPBACK = "127.0.0.1"
 # The JVM start, class loading and the gRPC bind take 10-60 s on a loaded 2-core machine.
 START_TIMEOUT_S = float(os.environ.get("CDP_SPARK_CONNECT_START_TIMEOUT", "300"))
 STOP_TIMEOUT_S = 60.0
+FAIR_POOLS = """<?xml version="1.0"?>
+<allocations>
+  <pool name="default"><schedulingMode>FAIR</schedulingMode><weight>1</weight><minShare>0</minShare></pool>
+</allocations>
+"""
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,10 @@ def server_command(state: ServerState, master: str, driver_memory: str) -> list[
         "spark.ui.enabled": "false",
         # DataFrame.checkpoint() (connected components) needs a reliable checkpoint folder on the server.
         "spark.checkpoint.dir": str(state.checkpoints),
-        # Parallel tasks (mapped validate / ingest / export) share the cores instead of queueing whole jobs.
+        # Parallel tasks (mapped validate / ingest / export) share the cores instead of queueing whole jobs:
+        # FAIR between pools, and FAIR inside the default pool every session's jobs go to.
         "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(state.folder / "fairscheduler.xml"),
     }
     spark_submit = str(Path(sys.executable).parent / "spark-submit")
     command = [spark_submit, "--class", SERVER_CLASS, "--name", "cdp-spark-connect", "--master", master,
@@ -149,6 +156,7 @@ def start_server(state: ServerState | None = None, master: str | None = None,
             "(and the spark_default connection's port) to a free port")
     state.folder.mkdir(parents=True, exist_ok=True)
     state.checkpoints.mkdir(exist_ok=True)
+    (state.folder / "fairscheduler.xml").write_text(FAIR_POOLS, encoding="utf-8")
     master = master or os.environ.get("CDP_SPARK_MASTER", "local[*]")
     memory = driver_memory or os.environ.get("CDP_SPARK_CONNECT_MEMORY", "4g")
     env = {**os.environ, "PYSPARK_PYTHON": submit_conf()["spark.pyspark.python"]}

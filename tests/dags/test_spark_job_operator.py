@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,11 @@ def test_exit_code_decides_whether_airflow_retries(tmp_path: Path, monkeypatch: 
 
 # Both modes of the operator run a real job: connect mode against the session's loopback Spark Connect server
 # (the default a user gets), submit mode as a real spark-submit (a cluster's per-task application).
+# Ten good records and one bad (9% of the batch, under the example's 10% rejected-share threshold).
 CRM_CSV = ("crm_id,email,phone,first_name,last_name,birth_date,country,city,consent_marketing,updated_at\n"
-           "C001,ann@example.com,,Ann,Archer,1990-04-01,FR,Paris,true,2026-11-27T08:00:00Z\n"
-           "C004,not-an-email,,Dan,Dale,,DE,Berlin,true,2026-11-27T10:00:00Z\n")
+           + "".join(f"C{n:03d},p{n}@example.com,,P{n},Archer,1990-04-01,FR,Paris,true,2026-11-27T08:00:00Z\n"
+                     for n in range(1, 11))
+           + "C099,not-an-email,,Dan,Dale,,DE,Berlin,true,2026-11-27T10:00:00Z\n")
 
 
 def job_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path, connection: str) -> Path:
@@ -73,15 +76,18 @@ def test_both_modes_run_the_job_and_write_the_same_tables(
         connection = json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": port})
     else:
         connection = json.dumps({"conn_type": "spark", "host": "local[1]"})
+        # The provider runs `spark-submit` from PATH: pyspark's, in the venv (make puts it first on PATH).
+        monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     lake = job_environment(monkeypatch, tmp_path, repo_root, connection)
     operator = CdpSparkJobOperator(task_id="validate", job="validate", dataset="crm_profiles", run_date="2026-11-27")
     assert (operator.connect_url() is not None) == (mode == "connect")
     operator.execute({"run_id": "manual__1"})
 
     staged = spark.read.format("delta").load(str(lake / "staging" / "crm_profiles"))
-    assert [(r["crm_id"], r["email"]) for r in staged.collect()] == [("C001", "ann@example.com")]
+    assert sorted((r["crm_id"], r["email"]) for r in staged.collect()) == [
+        (f"C{n:03d}", f"p{n}@example.com") for n in range(1, 11)]
     quarantined = spark.read.format("delta").load(str(lake / "quarantine")).collect()
-    assert [(r["row_number"], [x["code"] for x in r["reasons"]]) for r in quarantined] == [(3, ["bad_format"])]
+    assert [(r["row_number"], [x["code"] for x in r["reasons"]]) for r in quarantined] == [(12, ["bad_format"])]
     steps = spark.read.format("delta").load(str(lake / "step_runs")).collect()
     assert [(r["step"], r["scope"], r["status"], r["run_id"]) for r in steps] == [
         ("validate", "crm_profiles", "committed", "manual__1")]
