@@ -167,21 +167,28 @@ def start_server(state: ServerState | None = None, master: str | None = None,
         process = subprocess.Popen(server_command(state, master, memory), stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=env, cwd=state.folder, start_new_session=True)
     state.pid_file.write_text(json.dumps({"pid": process.pid, "port": state.port}), encoding="utf-8")
+    try:
+        _wait_listening(state, process, timeout_s)
+    except BaseException:
+        # Not up in time, or the caller was interrupted (Ctrl-C) while waiting: never leave it running.
+        stop_server(state)
+        raise
+    log.info("Spark Connect server listening on %s (pid %d, log %s)", state.url, process.pid, state.log_file)
+    return state
+
+
+def _wait_listening(state: ServerState, process: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not port_open(state.port):
         if process.poll() is not None:
-            state.pid_file.unlink(missing_ok=True)
             raise SparkConnectServerError(
                 f"the Spark Connect server exited with code {process.returncode} before listening on {state.url}; "
                 f"see {state.log_file}")
         if time.monotonic() > deadline:
-            stop_server(state)
             raise SparkConnectServerError(
                 f"the Spark Connect server did not listen on {state.url} within {timeout_s:.0f} s; see "
                 f"{state.log_file} (raise CDP_SPARK_CONNECT_START_TIMEOUT on a slow machine)")
         time.sleep(0.5)
-    log.info("Spark Connect server listening on %s (pid %d, log %s)", state.url, process.pid, state.log_file)
-    return state
 
 
 def stop_server(state: ServerState | None = None) -> bool:

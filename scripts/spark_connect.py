@@ -64,8 +64,10 @@ def run(command: list[str]) -> int:
     def forward(signum: int, _frame: FrameType | None) -> None:
         child.send_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, forward)
+    # Ctrl-C reaches the command from the terminal itself (same process group): wait for it to stop, then stop
+    # the server. A SIGTERM sent to this process alone is passed on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, forward)
     try:
         return child.wait()
     finally:
