@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdp.spark_connect import ServerState, free_port, start_server, stop_server
 from servers.processes import AzuriteServer, FakeGcsServer, MotoServer, SshdServer
 
 
@@ -36,6 +35,10 @@ def sshd_server() -> Iterator[SshdServer]:
     """OpenSSH's sshd (SFTP only, key authentication) on a free loopback port."""
     with SshdServer() as server:
         yield server  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- the jobs' Spark Connect server (cdp/spark_connect.py)
+from cdp.spark_connect import ServerState, free_port, start_server, stop_server  # noqa: E402 - a self-contained block
 
 
 @pytest.fixture(scope="session")
