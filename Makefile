@@ -8,8 +8,10 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
-# Spark master for the jobs: local[*] here; point this connection at a cluster in production.
-export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
+# Spark for the jobs: each task is a client of one Spark Connect server on 127.0.0.1 (scripts/spark_connect.py,
+# started and stopped by `make run`, `make demo` and `make airflow`). {"conn_type": "spark", "host": "local[*]"}
+# (or a cluster's master) runs every task as a spark-submit of its own instead.
+export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": 15002}
 export CDP_WORKSPACE ?= $(CURDIR)/examples/retail
 export CDP_LAKE ?= $(CURDIR)/data/lake
 export CDP_LANDING ?= $(CURDIR)/data/landing
@@ -38,7 +40,7 @@ bench: setup
 	python -m bench
 
 airflow: setup
-	airflow standalone
+	python scripts/spark_connect.py run -- airflow standalone
 
 docs: setup
 	cdp docs

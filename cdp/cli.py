@@ -110,10 +110,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from cdp.lake import Lake
     from cdp.report import collect_report, format_report
-    from cdp.spark import get_session
+    from cdp.spark import get_session, quiet_spark_logs
 
     spark = get_session("cdp-report")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_spark_logs(spark)
     _out(format_report(collect_report(spark, Lake(Settings.from_env().lake), args.date)))
     return 0
 
@@ -121,14 +121,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_audience_preview(args: argparse.Namespace) -> int:
     from cdp.errors import CdpError
     from cdp.run_context import RunContext
-    from cdp.spark import get_session
+    from cdp.spark import get_session, quiet_spark_logs
     from cdp.workspace.loader import load_workspace
     from jobs.evaluate_audiences import preview
 
     settings = Settings.from_env()
     ws = load_workspace(args.workspace or settings.workspace)
     spark = get_session("cdp-audience-preview")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_spark_logs(spark)
     try:
         size, sample = preview(spark, ws, RunContext(args.date, "preview", settings), args.audience_id)
     except CdpError as exc:

@@ -1,9 +1,18 @@
-"""Reading and writing Delta tables: the few write patterns every job uses."""
+"""Reading and writing Delta tables: the few write patterns every job uses.
+
+Everything here is Spark SQL or the DataFrame API (``MERGE INTO``, ``UPDATE``, ``DESCRIBE DETAIL / HISTORY``,
+``replaceWhere`` writes), never Delta's Python ``DeltaTable`` API: the jobs run as Spark Connect clients
+(:mod:`cdp.spark_connect`), where ``DeltaTable`` needs Delta's Connect server plugin, which is not published
+for Spark 4.1; the same statements run unchanged in a classic session (the tests, spark-submit mode).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -15,8 +24,8 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
-from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -41,8 +50,84 @@ retry_on_conflict = retry(
 )
 
 
+# What DESCRIBE DETAIL raises for a path that holds no Delta table (absent, empty, or another format).
+NOT_A_DELTA_TABLE = {"DELTA_MISSING_DELTA_TABLE", "DELTA_PATH_DOES_NOT_EXIST", "PATH_NOT_FOUND",
+                     "DELTA_TABLE_NOT_FOUND", "DELTA_NOT_A_DELTA_TABLE"}
+
+
+def table_ref(path: str) -> str:
+    """The SQL identifier of the Delta table at ``path`` (``delta.`<path>```)."""
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def table_detail(spark: SparkSession, path: str) -> Row | None:
+    """The ``DESCRIBE DETAIL`` row of the Delta table at ``path`` (None when there is none)."""
+    try:
+        return spark.sql(f"DESCRIBE DETAIL {table_ref(path)}").first()
+    except AnalysisException as exc:
+        if (exc.getCondition() or "") in NOT_A_DELTA_TABLE:
+            return None
+        raise
+
+
 def table_exists(spark: SparkSession, path: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path)
+    return table_detail(spark, path) is not None
+
+
+def last_commit(spark: SparkSession, path: str) -> Row | None:
+    """The latest commit of the table (``DESCRIBE HISTORY``): operation, operationMetrics, version..."""
+    return spark.sql(f"DESCRIBE HISTORY {table_ref(path)} LIMIT 1").first()
+
+
+def ddl_type(data_type: T.DataType) -> str:
+    """The SQL DDL of a type, nested NOT NULL fields included (an array's element nullability cannot be said)."""
+    if isinstance(data_type, T.StructType):
+        return "STRUCT<" + ", ".join(
+            f"`{f.name}`: {ddl_type(f.dataType)}{'' if f.nullable else ' NOT NULL'}" for f in data_type.fields) + ">"
+    if isinstance(data_type, T.ArrayType):
+        return f"ARRAY<{ddl_type(data_type.elementType)}>"
+    if isinstance(data_type, T.MapType):
+        return f"MAP<{ddl_type(data_type.keyType)}, {ddl_type(data_type.valueType)}>"
+    return data_type.simpleString()
+
+
+def ddl_columns(schema: T.StructType) -> str:
+    """The column list of a ``CREATE TABLE`` for ``schema``."""
+    return ", ".join(f"`{f.name}` {ddl_type(f.dataType)}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields)
+
+
+@retry_on_conflict
+def create_table(spark: SparkSession, path: str, schema: T.StructType, partition_by: list[str] | None = None,
+                 properties: Mapping[str, str] | None = None) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` at ``path``: two tasks racing to create it do not fail each other."""
+    statement = f"CREATE TABLE IF NOT EXISTS {table_ref(path)} ({ddl_columns(schema)}) USING DELTA"
+    if partition_by:
+        statement += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in partition_by) + ")"
+    if properties:
+        statement += " TBLPROPERTIES (" + ", ".join(f"{k} = {sql_string(v)}" for k, v in properties.items()) + ")"
+    spark.sql(statement)
+
+
+@contextmanager
+def temp_view(df: DataFrame) -> Iterator[str]:
+    """``df`` as a temp view of a unique name for one statement, dropped after it (no state is left behind)."""
+    name = f"cdp_source_{uuid.uuid4().hex}"
+    df.createOrReplaceTempView(name)
+    try:
+        yield name
+    finally:
+        df.sparkSession.catalog.dropTempView(name)
+
+
+def update_table(spark: SparkSession, path: str, condition: str, assignments: Mapping[str, str]) -> None:
+    """``UPDATE`` the rows of ``condition``: ``assignments`` maps a column to a SQL expression."""
+    values = ", ".join(f"`{column}` = {expression}" for column, expression in assignments.items())
+    spark.sql(f"UPDATE {table_ref(path)} SET {values} WHERE {condition}")
 
 
 def read_table(spark: SparkSession, path: str, schema: T.StructType | None = None) -> DataFrame:
@@ -65,7 +150,7 @@ def read_run_date_slice(spark: SparkSession, lake: Lake, table: TableSpec, run_d
 def create_table_if_absent(spark: SparkSession, path: str, schema: T.StructType, partition_by: list[str]) -> None:
     """Create an empty Delta table from a declared schema, so that its NOT NULL columns are enforced."""
     if not table_exists(spark, path):
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(*partition_by).execute()
+        create_table(spark, path, schema, partition_by)
 
 
 @retry_on_conflict

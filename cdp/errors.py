@@ -65,3 +65,9 @@ class DestinationError(CdpError):
     """
 
     retryable = True
+
+
+class SparkConnectServerError(CdpError):
+    """The loopback Spark Connect server (cdp/spark_connect.py) could not be started or reached."""
+
+    retryable = True

@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from cdp.errors import CdpError
+from cdp.spark import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,20 @@ def _fingerprint(edges: DataFrame) -> tuple[int, object, object]:
 
 def _truncate(edges: DataFrame) -> DataFrame:
     """Cut the lineage of ``edges`` (eagerly), reliably when the session has a checkpoint directory."""
-    if edges.sparkSession.sparkContext.getCheckpointDir() is not None:
+    if checkpoint_dir(edges.sparkSession) is not None:
         return edges.checkpoint(eager=True)
     return edges.localCheckpoint(eager=True)
+
+
+def checkpoint_dir(spark: SparkSession) -> str | None:
+    """The session's reliable checkpoint folder, if it has one.
+
+    A Spark Connect client has no SparkContext: its server sets ``spark.checkpoint.dir`` at start
+    (:mod:`cdp.spark_connect`), which the client reads as a conf.
+    """
+    if is_remote(spark):
+        return spark.conf.get("spark.checkpoint.dir", None) or None
+    return spark.sparkContext.getCheckpointDir()
 
 
 def connected_components(edges: DataFrame, nodes: DataFrame | None = None, checkpoint_every: int = 2,

@@ -32,7 +32,7 @@ from cdp.delta_io import read_table, record_metrics, replace_slice
 from cdp.errors import CdpError, StepNotReadyError
 from cdp.lake import STEP_RUNS, Lake, date_literal
 from cdp.run_context import RunContext, parse_job_args
-from cdp.spark import get_session
+from cdp.spark import get_session, is_remote
 from cdp.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None, step: C
     ``record`` False: a read-only step (a quality gate, the report) that writes no step mark.
     """
     signal.signal(signal.SIGTERM, _terminate)
+    spark: SparkSession | None = None
     try:
         args, ctx, ws = parse_job_args(parser, argv)
         key = step(args)
@@ -119,3 +120,8 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None, step: C
     except CdpError as exc:
         log.error("%s", exc)
         sys.exit(1 if exc.retryable else EXIT_DETERMINISTIC)
+    finally:
+        if spark is not None and is_remote(spark):
+            # A Connect client releases its server-side session: its temp views, confs and caches go
+            # with it, so the next job on the long-lived server starts from the server's settings.
+            spark.stop()

@@ -27,10 +27,12 @@ def delta_jars() -> list[str]:
     return jars
 
 
-def submit_conf() -> dict[str, str]:
-    """Spark settings every job needs, whoever launches it (builder or spark-submit)."""
+def session_conf() -> dict[str, str]:
+    """The settings of :func:`submit_conf` that a session may set for itself (SQL and Delta confs).
+
+    A Spark Connect client sets these on its own server-side session: they last as long as the job.
+    """
     return {
-        **DELTA_CONF,
         # Dates and timestamps are UTC everywhere so that a run's day means the same on every machine.
         "spark.sql.session.timeZone": "UTC",
         # Small local default; on a cluster set CDP_SHUFFLE_PARTITIONS or leave AQE to coalesce.
@@ -41,9 +43,17 @@ def submit_conf() -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": os.environ.get("CDP_DELTA_SNAPSHOT_PARTITIONS", "2"),
         # Schema changes are made on purpose by the jobs (additive evolution), never merged implicitly.
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
         # Plans over several cached frames print each cache's plan again: bound the text the UI keeps.
         "spark.sql.maxPlanStringLength": "1048576",
+    }
+
+
+def submit_conf() -> dict[str, str]:
+    """Spark settings every job needs, whoever launches it (builder or spark-submit)."""
+    return {
+        **DELTA_CONF,
+        **session_conf(),
+        "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}",
         # Python workers must run the interpreter that has pyspark and cdp installed (the venv's),
         # not whatever `python3` comes first on PATH. On a cluster, set PYSPARK_PYTHON to its path there.

@@ -53,7 +53,6 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -73,11 +72,12 @@ from cdp.audiences import (
     with_dependencies,
 )
 from cdp.delta_io import (
+    create_table,
     latest_partition_before,
     read_run_date_slice,
     read_table,
     replace_slice,
-    table_exists,
+    table_detail,
 )
 from cdp.events import empty_events, event_field_types
 from cdp.events import read_events as read_linked_events
@@ -240,11 +240,12 @@ def ensure_membership_table(spark: SparkSession, path: str) -> None:
     (``readChangeFeed``) instead of diffing two snapshots.
     """
     assert AUDIENCE_MEMBERSHIP.schema is not None
-    if not table_exists(spark, path):
-        (DeltaTable.createIfNotExists(spark).location(path).addColumns(AUDIENCE_MEMBERSHIP.schema)
-         .partitionedBy(*AUDIENCE_MEMBERSHIP.partition_by).property(CHANGE_DATA_FEED, "true").execute())
+    detail = table_detail(spark, path)
+    if detail is None:
+        create_table(spark, path, AUDIENCE_MEMBERSHIP.schema, AUDIENCE_MEMBERSHIP.partition_by,
+                     {CHANGE_DATA_FEED: "true"})
         return
-    properties = DeltaTable.forPath(spark, path).detail().first()
+    properties = detail
     if properties is None or properties["properties"].get(CHANGE_DATA_FEED) != "true":
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({CHANGE_DATA_FEED} = true)")
     # Additive evolution: a table made before a nullable column was declared gains it (earlier rows read null).

@@ -30,12 +30,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.datasets import EVENT_ORDER, PROFILE_ORDER, merge_key, transform_first_per_key, transform_latest_per_key
-from cdp.delta_io import read_table, retry_on_conflict, table_exists
+from cdp.delta_io import create_table, last_commit, read_table, retry_on_conflict, table_exists, table_ref, temp_view
 from cdp.errors import CdpError
 from cdp.ingestion.ledger import mark_ingested
 from cdp.job import StepKey, run_job
@@ -55,22 +54,20 @@ def _order_struct(alias: str, columns: Sequence[str]) -> str:
 @retry_on_conflict
 def merge_batch(spark: SparkSession, path: str, batch: DataFrame, key: str, class_: str) -> None:
     """MERGE a deduplicated batch into the dataset table at ``path``, creating it on first use."""
-    # createIfNotExists: two attempts racing to create the table do not fail each other.
-    DeltaTable.createIfNotExists(spark).location(path).addColumns(batch.schema).execute()
-    target = DeltaTable.forPath(spark, path)
+    # IF NOT EXISTS: two attempts racing to create the table do not fail each other.
+    create_table(spark, path, batch.schema)
     if class_ == "profile":
         # Greater-or-equal: re-running a day rewrites identical rows; an older record never wins.
         wins = f"{_order_struct('s', PROFILE_ORDER)} >= {_order_struct('t', PROFILE_ORDER)}"
     else:
         # Strictly earlier: re-running a day changes nothing; a backfilled earlier occurrence wins.
         wins = f"{_order_struct('s', EVENT_ORDER)} < {_order_struct('t', EVENT_ORDER)}"
-    (target.alias("t")
-     .merge(batch.alias("s"), f"t.`{key}` = s.`{key}`")
-     # A field added to the schema (additive evolution) becomes a new column of the table.
-     .withSchemaEvolution()
-     .whenMatchedUpdateAll(condition=wins)
-     .whenNotMatchedInsertAll()
-     .execute())
+    with temp_view(batch) as source:
+        # WITH SCHEMA EVOLUTION: a field added to the schema (additive evolution) becomes a new column.
+        spark.sql(f"MERGE WITH SCHEMA EVOLUTION INTO {table_ref(path)} AS t USING {source} AS s "
+                  f"ON t.`{key}` = s.`{key}` "
+                  f"WHEN MATCHED AND {wins} THEN UPDATE SET * "
+                  "WHEN NOT MATCHED THEN INSERT *")
 
 
 def add_missing_columns(spark: SparkSession, path: str, batch: DataFrame) -> None:
@@ -88,14 +85,16 @@ def remerge_keys(spark: SparkSession, path: str, decided: DataFrame, key: str) -
     null values) for a key no staged record holds any more, which is deleted."""
     columns = [c for c in decided.columns if c != "_gone"]
     add_missing_columns(spark, path, decided.drop("_gone"))
-    values: dict[str, str | Column] = {f"`{c}`": f"s.`{c}`" for c in columns}
-    (DeltaTable.forPath(spark, path).alias("t")
-     .merge(decided.alias("s"), f"t.`{key}` = s.`{key}`")
-     .whenMatchedDelete(condition="s._gone")
-     # Only rows that differ are rewritten: re-running an unchanged day changes nothing.
-     .whenMatchedUpdate(condition="NOT (" + " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in columns) + ")", set=values)
-     .whenNotMatchedInsert(condition="NOT s._gone", values=values)
-     .execute())
+    names = ", ".join(f"`{c}`" for c in columns)
+    values = ", ".join(f"s.`{c}`" for c in columns)
+    # Only rows that differ are rewritten: re-running an unchanged day changes nothing.
+    unchanged = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in columns)
+    with temp_view(decided) as source:
+        spark.sql(f"MERGE INTO {table_ref(path)} AS t USING {source} AS s ON t.`{key}` = s.`{key}` "
+                  "WHEN MATCHED AND s._gone THEN DELETE "
+                  f"WHEN MATCHED AND NOT ({unchanged}) THEN UPDATE SET "
+                  + ", ".join(f"`{c}` = s.`{c}`" for c in columns)
+                  + f" WHEN NOT MATCHED AND NOT s._gone THEN INSERT ({names}) VALUES ({values})")
 
 
 def transform_redecided(history: DataFrame, affected: DataFrame, key: str, class_: str) -> DataFrame:
@@ -110,7 +109,7 @@ def transform_redecided(history: DataFrame, affected: DataFrame, key: str, class
 
 def last_merge_counts(spark: SparkSession, path: str, deleted: bool = False) -> tuple[int, int, int]:
     """(inserted, updated, deleted) as reported by the table's latest commit, when that commit is a MERGE."""
-    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
+    last = last_commit(spark, path)
     if last is None or last["operation"] != "MERGE":
         return 0, 0, 0
     metrics = last["operationMetrics"] or {}

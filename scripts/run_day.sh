@@ -3,6 +3,11 @@
 # Usage: scripts/run_day.sh YYYY-MM-DD
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Spark Connect: when spark_default is a spark_connect connection to a loopback server that is not running, run
+# this script again under one (scripts/spark_connect.py run), started for it and stopped when it ends.
+if [ -z "${CDP_SPARK_CONNECT_OWNED:-}" ] && python scripts/spark_connect.py needed; then
+  exec python scripts/spark_connect.py run -- "$PWD/scripts/run_day.sh" "$@"
+fi
 run_date=${1:?usage: scripts/run_day.sh YYYY-MM-DD}
 # The timetable's data interval for the run of logical date D+1 00:00 is [D, D+1): run date D.
 logical_date=$(date -u -d "$run_date + 1 day" +%FT00:00:00+00:00)

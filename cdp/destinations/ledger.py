@@ -12,11 +12,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from cdp.delta_io import read_table, replace_slice, retry_on_conflict, table_exists
+from cdp.delta_io import read_table, replace_slice, retry_on_conflict, sql_string, table_exists, update_table
 from cdp.destinations.render import RenderedFile
 from cdp.lake import DESTINATION_METRICS, EXPORT_LEDGER, Lake, date_literal
 
@@ -81,8 +80,8 @@ def mark_delivered(spark: SparkSession, lake: Lake, destination: str, run_date: 
                    location: str) -> None:
     """The target confirmed ``name``: mark it delivered."""
     condition = f"{_slice(destination, run_date)} AND file_name = '{name.replace(chr(39), chr(39) * 2)}'"
-    DeltaTable.forPath(spark, lake.path(EXPORT_LEDGER)).update(condition, {
-        "status": F.lit(DELIVERED), "delivered_at": F.current_timestamp(), "location": F.lit(location)})
+    update_table(spark, lake.path(EXPORT_LEDGER), condition, {
+        "status": sql_string(DELIVERED), "delivered_at": "current_timestamp()", "location": sql_string(location)})
 
 
 def delivered_names(spark: SparkSession, lake: Lake, destination: str) -> set[str]:

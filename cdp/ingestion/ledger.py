@@ -8,11 +8,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from cdp.delta_io import read_table, retry_on_conflict, table_exists
+from cdp.delta_io import read_table, retry_on_conflict, sql_string, table_exists, update_table
 from cdp.ingestion.layout import UnreadableFile
 from cdp.ingestion.reasons import (
     DUPLICATE_FILE,
@@ -145,4 +144,4 @@ def mark_ingested(spark: SparkSession, lake: Lake, dataset: str, run_date: dt.da
 
 @retry_on_conflict
 def _update_status(spark: SparkSession, path: str, condition: str) -> None:
-    DeltaTable.forPath(spark, path).update(condition, {"status": F.lit(STATUS_INGESTED)})
+    update_table(spark, path, condition, {"status": sql_string(STATUS_INGESTED)})

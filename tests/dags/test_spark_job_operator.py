@@ -1,16 +1,21 @@
-"""The Spark job operator fails at once (no retry) on a job's deterministic error, and lets Airflow retry others."""
+"""The Spark job operator runs a job in both modes (Spark Connect client, spark-submit), fails at once (no retry)
+on a job's deterministic error, and lets Airflow retry others."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 from airflow.exceptions import AirflowException, AirflowFailException
 from cdp_provider.operators.spark_job import CdpSparkJobOperator
+from pyspark.sql import SparkSession
 
 from cdp.job import EXIT_DETERMINISTIC
+from cdp.spark_connect import ServerState, free_port
 
 
 def fake_spark_submit(folder: Path, exit_code: int) -> None:
@@ -36,3 +41,82 @@ def test_exit_code_decides_whether_airflow_retries(tmp_path: Path, monkeypatch: 
     args = (tmp_path / "args").read_text(encoding="utf-8").split()
     assert args[args.index("--run-date") + 1] == "2026-11-27"
     assert args[args.index("--dataset") + 1] == "web_events"
+
+
+# Both modes of the operator run a real job: connect mode against the session's loopback Spark Connect server
+# (the default a user gets), submit mode as a real spark-submit (a cluster's per-task application).
+# Ten good records and one bad (9% of the batch, under the example's 10% rejected-share threshold).
+CRM_CSV = ("crm_id,email,phone,first_name,last_name,birth_date,country,city,consent_marketing,updated_at\n"
+           + "".join(f"C{n:03d},p{n}@example.com,,P{n},Archer,1990-04-01,FR,Paris,true,2026-11-27T08:00:00Z\n"
+                     for n in range(1, 11))
+           + "C099,not-an-email,,Dan,Dale,,DE,Berlin,true,2026-11-27T10:00:00Z\n")
+
+
+def job_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path, connection: str) -> Path:
+    """A landing zone with one CRM file for 2026-11-27, an empty lake, and ``connection`` as spark_default."""
+    landing = tmp_path / "landing" / "crm" / "2026-11-27"
+    landing.mkdir(parents=True)
+    (landing / "crm.csv").write_text(CRM_CSV, encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", connection)
+    monkeypatch.setenv("CDP_WORKSPACE", str(repo_root / "examples" / "retail"))
+    monkeypatch.setenv("CDP_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("CDP_LANDING", str(tmp_path / "landing"))
+    monkeypatch.setenv("CDP_EXPORTS", str(tmp_path / "exports"))
+    monkeypatch.setenv("CDP_DRIVER_MEMORY", "1g")
+    monkeypatch.setenv("CDP_SHUFFLE_PARTITIONS", "2")
+    return tmp_path / "lake"
+
+
+@pytest.mark.parametrize("mode", ["connect", "submit"])
+def test_both_modes_run_the_job_and_write_the_same_tables(
+        mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path, spark: SparkSession,
+        request: pytest.FixtureRequest) -> None:
+    if mode == "connect":
+        port = request.getfixturevalue("spark_connect_server").port
+        connection = json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": port})
+    else:
+        connection = json.dumps({"conn_type": "spark", "host": "local[1]"})
+        # The provider runs `spark-submit` from PATH: pyspark's, in the venv (make puts it first on PATH).
+        monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    lake = job_environment(monkeypatch, tmp_path, repo_root, connection)
+    operator = CdpSparkJobOperator(task_id="validate", job="validate", dataset="crm_profiles", run_date="2026-11-27")
+    assert (operator.connect_url() is not None) == (mode == "connect")
+    operator.execute({"run_id": "manual__1"})
+
+    staged = spark.read.format("delta").load(str(lake / "staging" / "crm_profiles"))
+    assert sorted((r["crm_id"], r["email"]) for r in staged.collect()) == [
+        (f"C{n:03d}", f"p{n}@example.com") for n in range(1, 11)]
+    quarantined = spark.read.format("delta").load(str(lake / "quarantine")).collect()
+    assert [(r["row_number"], [x["code"] for x in r["reasons"]]) for r in quarantined] == [(12, ["bad_format"])]
+    steps = spark.read.format("delta").load(str(lake / "step_runs")).collect()
+    assert [(r["step"], r["scope"], r["status"], r["run_id"]) for r in steps] == [
+        ("validate", "crm_profiles", "committed", "manual__1")]
+
+
+def test_connect_mode_fails_at_once_on_a_deterministic_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path, spark_connect_server: ServerState) -> None:
+    connection = json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1",
+                             "port": spark_connect_server.port})
+    job_environment(monkeypatch, tmp_path, repo_root, connection)
+    operator = CdpSparkJobOperator(task_id="ingest", job="ingest", dataset="no_such_dataset", run_date="2026-11-27")
+    with pytest.raises(AirflowFailException) as failed:
+        operator.execute({"run_id": "manual__1"})
+    assert str(failed.value) == ("job ingest failed with an error that a retry cannot fix (see the job's log above); "
+                                 "fix the cause, then clear the task")
+
+
+def test_connect_mode_retries_when_the_server_is_unreachable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
+    # A port nothing listens on: the job cannot reach its server, an error of the environment that a retry may fix.
+    port = free_port()
+    connection = json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": port,
+                             "password": "s3cret-token"})
+    job_environment(monkeypatch, tmp_path, repo_root, connection)
+    operator = CdpSparkJobOperator(task_id="ingest", job="ingest", dataset="crm_profiles", run_date="2026-11-27")
+    with pytest.raises(AirflowException) as failed:
+        operator.execute({"run_id": "manual__1"})
+    assert type(failed.value) is AirflowException
+    assert str(failed.value) == (
+        f"job ingest: the Spark Connect server sc://127.0.0.1:{port} of connection spark_default does not answer "
+        "(Connection refused); start it (scripts/spark_connect.py start, or make run / make airflow start it for "
+        "you) or point the connection at a running one")

@@ -9,11 +9,13 @@ Each day's landing holds the example generator's files (200 persons, seed 7) and
 - day 3: a new CRM person, Fay (C006), uses Bob's e-mail: two CRM ids meet through one e-mail, collapse
   protection keeps the newer link, and Bob's e-mail splits off his profile.
 
-The three DAG runs happen once for the module (about 20 minutes: every task is a spark-submit; no other
-test of tests/e2e runs the DAG). The tests assert the exact export rows of the hand-written persons
-(generated persons are told apart by their ids and e-mails), the merge and the split, the memberships of
-the retired id, reconciled validate metrics, and that no e-mail or phone number of the landed files
-appears in any task log, in the `airflow dags test` output or in the metrics, quality and ledger tables.
+The three DAG runs happen once for the module, in the default a user gets: every task is a Spark Connect
+client of one loopback server started for the test session (the fixture ``spark_connect_server``), not a
+spark-submit of its own; no other test of tests/e2e runs the DAG. The tests assert the exact export rows of
+the hand-written persons (generated persons are told apart by their ids and e-mails), the merge and the
+split, the memberships of the retired id, reconciled validate metrics, and that no e-mail or phone number of
+the landed files appears in any task log, in the `airflow dags test` output or in the metrics, quality and
+ledger tables.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pyspark.sql import functions as F
 
 from cdp.identities import e164
 
-# Three DAG runs of about 19 spark-submits each: more than the suite's default 30-minute timeout on a busy machine.
+# Three DAG runs of 15 tasks each: on a busy machine more than the suite's default 30-minute timeout.
 pytestmark = pytest.mark.timeout(5400)
 
 DAYS = ["2026-11-27", "2026-11-28", "2026-11-29"]
@@ -128,7 +130,7 @@ def run_states(airflow: str, env: dict[str, str], day: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def daily_runs(repo_root: Path) -> Iterator[dict[str, Any]]:
+def daily_runs(repo_root: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     # CDP_E2E_REUSE: the folder of a finished run of this module (kept when CDP_E2E_KEEP is set) to check
     # the assertions again without running the DAG three times (a development aid; CI sets neither).
     # Not under pytest's basetemp: another pytest session of the same user prunes old basetemps, which
@@ -145,7 +147,12 @@ def daily_runs(repo_root: Path) -> Iterator[dict[str, Any]]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(repo_root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo_root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        # Connect mode, the default: the jobs are clients of the session's loopback server (started only when the
+        # DAG runs, not when CDP_E2E_REUSE checks a finished run again).
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {"conn_type": "spark", "host": "local[2]"} if reuse else
+            {"conn_type": "spark_connect", "host": "sc://127.0.0.1",
+             "port": request.getfixturevalue("spark_connect_server").port}),
         "CDP_WORKSPACE": str(workspace),
         "CDP_LAKE": str(base / "lake"),
         "CDP_LANDING": str(landing),

@@ -53,3 +53,21 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     """One Apache Kafka broker in KRaft mode on a free loopback port."""
     with KafkaBroker() as server:
         yield server  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- the jobs' Spark Connect server (cdp/spark_connect.py)
+from cdp.spark_connect import ServerState, free_port, start_server, stop_server  # noqa: E402 - a self-contained block
+
+
+@pytest.fixture(scope="session")
+def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerState]:
+    """The jobs' Spark Connect server (cdp/spark_connect.py) on a free loopback port, stopped after the session.
+
+    local[2] (both cores of the CI machine) and 2 GB: the jobs of the tests work on a few hundred rows.
+    """
+    state = ServerState(tmp_path_factory.mktemp("spark-connect"), free_port())
+    start_server(state, master="local[2]", driver_memory="2g")
+    try:
+        yield state
+    finally:
+        stop_server(state)

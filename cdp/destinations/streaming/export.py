@@ -5,7 +5,7 @@
    written once to a scratch folder (so every later step reads the same snapshot); changes already
    recorded for the run date by an earlier attempt (same message id) are not sent again.
 3. A change that failed on earlier run dates for longer than ``retry.give_up_after_days`` is given up.
-4. The others are sent from Spark's executors (``mapPartitions``: each partition batches, rate-limits,
+4. The others are sent from Spark's executors (``mapInArrow``: each partition batches, rate-limits,
    retries and journals its acknowledgements; only one row per message comes back, written by Spark, never
    collected), partitioned by profile id.
 5. The ledger gets the delivered, excluded and given-up messages; ``delivery_failures`` the others;
@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import pyarrow as pa
 from pyspark import TaskContext
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from cdp.delta_io import read_run_date_slice, read_table
 from cdp.destinations import ledger as file_ledger
@@ -65,6 +67,7 @@ from cdp.destinations.streaming.endpoint import ConnectionInfo, resolve_connecti
 from cdp.errors import DestinationError
 from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES, STEP_RUNS, Lake
 from cdp.run_context import RunContext
+from cdp.spark import default_parallelism
 from cdp.workspace.loader import Workspace
 from cdp.workspace.models import HttpDestination, KafkaDestination, KinesisDestination, StreamingDestination
 
@@ -85,6 +88,8 @@ RESULT_SCHEMA = T.StructType([
     T.StructField("state_json", T.StringType(), True),
     T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), True), True),
 ])
+RESULT_ARROW_SCHEMA = to_arrow_schema(RESULT_SCHEMA)
+RESULT_BATCH = 1000
 # Errors a retry of the task may fix: the endpoint was unreachable or overloaded until the retries ran out.
 UNREACHABLE_PREFIXES = ("timeout", "connection_error", "http_5", "http_429", "http_408", "oauth2_token_unreachable",
                         "kafka__", "kinesis_ProvisionedThroughput", "kinesis_InternalFailure")
@@ -129,17 +134,22 @@ def _journal_row(r: Result, run_id: str) -> dict[str, object]:
             "bytes": len(r.message.payload), "acknowledged_at": r.acknowledged_at, "run_id": run_id}
 
 
-def send_partition(plan: SendPlan, rows: Iterator[Row]) -> Iterator[tuple[Any, ...]]:
-    """Executor side: send one partition's messages and yield one RESULT_SCHEMA row per message."""
+def send_partition(plan: SendPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Executor side (``mapInArrow``): send one partition's messages, in order, and yield one RESULT_SCHEMA row
+    per message, in Arrow batches of at most :data:`RESULT_BATCH` rows."""
     task = TaskContext.get()
     name = f"part-{task.partitionId() if task else 0:05d}-{plan.attempt}-{task.attemptNumber() if task else 0}.jsonl"
     journal = Journal(plan.journal, name)
 
     def messages() -> Iterator[Message]:
-        for row in rows:
-            yield Message(row[MESSAGE_ID], row[PROFILE], row[PAYLOAD].encode("utf-8"), {
-                "signature": row[SIGNATURE], "state_json": row[STATE_JSON], "memberships": row[MEMBERSHIPS]})
+        for batch in batches:
+            for row in batch.to_pylist():
+                yield Message(row[MESSAGE_ID], row[PROFILE], row[PAYLOAD].encode("utf-8"), {
+                    "signature": row[SIGNATURE], "state_json": row[STATE_JSON],
+                    # Arrow hands a map over as (key, value) pairs, its timestamps aware (UTC).
+                    "memberships": None if row[MEMBERSHIPS] is None else dict(row[MEMBERSHIPS])})
 
+    out: list[dict[str, Any]] = []
     try:
         sender = open_sender(plan.dest, plan.conn)
         for r in deliver_partition(sender, messages(), plan.policy,
@@ -147,10 +157,20 @@ def send_partition(plan: SendPlan, rows: Iterator[Row]) -> Iterator[tuple[Any, .
                                                                              for d in done])):
             record = r.message.record or {}
             problem = r.problem
-            yield (r.message.message_id, r.message.profile_id, r.status,
-                   problem.error_class if problem else None, problem.http_status if problem else None,
-                   problem.response if problem else None, r.attempts, r.acknowledged_at, len(r.message.payload),
-                   record["signature"], record["state_json"], record["memberships"])
+            memberships = record["memberships"]
+            out.append({
+                "message_id": r.message.message_id, "profile_id": r.message.profile_id, "status": r.status,
+                "error_class": problem.error_class if problem else None,
+                "http_status": problem.http_status if problem else None,
+                "response": problem.response if problem else None, "attempts": r.attempts,
+                "acknowledged_at": r.acknowledged_at, "bytes": len(r.message.payload),
+                "signature": record["signature"], "state_json": record["state_json"],
+                "memberships": None if memberships is None else list(memberships.items())})
+            if len(out) >= RESULT_BATCH:
+                yield pa.RecordBatch.from_pylist(out, schema=RESULT_ARROW_SCHEMA)
+                out = []
+        if out:
+            yield pa.RecordBatch.from_pylist(out, schema=RESULT_ARROW_SCHEMA)
     finally:
         journal.close()
 
@@ -234,7 +254,7 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     ledger.merge(spark, lake, settled)
 
     to_send = classified.where(F.col(REASON).isNull() & F.col("__done").isNull() & ~F.col("__given_up"))
-    partitions = send_partitions() or spark.sparkContext.defaultParallelism
+    partitions = send_partitions() or default_parallelism(spark)
     plan = SendPlan(dest, conn, delivery_policy(dest, partitions), ledger.journal_folder(lake, dest.name, ctx.run_date),
                     ctx.run_id, uuid.uuid4().hex[:12])
     started = time.monotonic()
@@ -243,8 +263,7 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     results_path = os.path.join(scratch, "results")
     # The one action that sends: its rows are written once by Spark and read back, never recomputed (a
     # recomputation would send again).
-    spark.createDataFrame(ordered.rdd.mapPartitions(partial(send_partition, plan)), RESULT_SCHEMA).write.parquet(
-        results_path)
+    ordered.mapInArrow(partial(send_partition, plan), RESULT_SCHEMA).write.parquet(results_path)
     sent_in = time.monotonic() - started
     results = spark.read.parquet(results_path).persist()
     try:

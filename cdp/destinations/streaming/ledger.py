@@ -19,12 +19,11 @@ import logging
 import os
 import shutil
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp.delta_io import create_table_if_absent, read_table, replace_slice, retry_on_conflict
+from cdp.delta_io import create_table_if_absent, read_table, replace_slice, retry_on_conflict, table_ref, temp_view
 from cdp.destinations.streaming.changes import ACKNOWLEDGED_STATE
 from cdp.lake import DELIVERY_FAILURES, DELIVERY_LEDGER, Lake, date_literal
 
@@ -86,10 +85,10 @@ def merge(spark: SparkSession, lake: Lake, rows: DataFrame) -> None:
     path = lake.path(DELIVERY_LEDGER)
     create_table_if_absent(spark, path, DELIVERY_LEDGER.schema, DELIVERY_LEDGER.partition_by)
     conformed = rows.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in DELIVERY_LEDGER.schema.fields])
-    (DeltaTable.forPath(spark, path).alias("t")
-     .merge(conformed.alias("s"), "t.destination = s.destination AND t.run_date = s.run_date AND "
-                                  "t.message_id = s.message_id")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    with temp_view(conformed) as source:
+        spark.sql(f"MERGE INTO {table_ref(path)} AS t USING {source} AS s ON t.destination = s.destination "
+                  "AND t.run_date = s.run_date AND t.message_id = s.message_id "
+                  "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
 
 
 def fold_journal(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date) -> int:

@@ -1,25 +1,40 @@
-"""Submit one of the platform's Spark jobs (``jobs/<job>.py``) with the Spark provider.
+"""Run one of the platform's Spark jobs (``jobs/<job>.py``) with the Spark provider.
 
 Everything that depends on the machine (the Delta jars, the workspace and lake locations from the
 environment) is resolved in :meth:`execute`, on the worker, never when the DAG file is parsed. The
-master comes from the Airflow connection (``spark_default``: ``local[*]`` here, a cluster URL in
-production), so the same DAG runs unchanged on a cluster.
+connection (``spark_default``) decides how the job runs, so the same DAG runs unchanged on a cluster:
+
+- connection type ``spark_connect`` (the embedded default, ``sc://127.0.0.1:15002``): the job module runs
+  as a plain Python process, a Spark Connect client of that long-lived server (``CDP_SPARK_REMOTE`` in its
+  environment: a token in the URL never reaches a command line or a log). A task costs a Python start plus
+  its own work;
+- connection type ``spark`` (``local[*]``, a standalone, YARN or Kubernetes master): one ``spark-submit``
+  per task, an application of its own.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.common.compat.sdk import BaseHook
 
 from cdp.settings import JOBS_DIR, Settings
 from cdp.spark_conf import delta_jars, submit_conf
 
 # cdp.job.EXIT_DETERMINISTIC, repeated here so that the DAG's parse does not import pyspark.
 EXIT_DETERMINISTIC = 3
+# cdp.spark.REMOTE_ENV, repeated for the same reason: the job's session connects to this URL.
+REMOTE_ENV = "CDP_SPARK_REMOTE"
+CONNECT_CONN_TYPE = SparkConnectHook.conn_type
 
 
 class CdpSparkJobOperator(SparkSubmitOperator):
@@ -86,9 +101,20 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         connection = getattr(dest, "connection", None)
         return connection_env([connection]) if connection else {}
 
+    def connect_url(self) -> str | None:
+        """The Spark Connect URL when the connection is of type ``spark_connect`` (connect mode), else None."""
+        conn = BaseHook.get_connection(self._conn_id)
+        if conn.conn_type != CONNECT_CONN_TYPE:
+            return None
+        return SparkConnectHook(self._conn_id).get_connection_url()
+
     def execute(self, context: Any) -> None:
         self.application_args = self.job_arguments(str(context["run_id"]))
         self.env_vars = {**(self.env_vars or {}), **self.connection_env()}
+        url = self.connect_url()
+        if url is not None:
+            self._run_connect_client(url)
+            return
         self.jars = ",".join(delta_jars())
         self.conf = {**submit_conf(), **(self.conf or {})}
         self._driver_memory = self._driver_memory or os.environ.get("CDP_DRIVER_MEMORY", "2g")
@@ -98,7 +124,49 @@ class CdpSparkJobOperator(SparkSubmitOperator):
             # The hook reports the job's exit code; this one means the same inputs fail the same way again
             # (a workspace error, a rejected batch, a failed quality gate): fail now, do not retry.
             if f"Error code is: {EXIT_DETERMINISTIC}." in str(exc):
-                raise AirflowFailException(
-                    f"job {self.job} failed with an error that a retry cannot fix (see the job's log above); "
-                    "fix the cause, then clear the task") from exc
+                raise self._deterministic_failure() from exc
             raise
+
+    def _deterministic_failure(self) -> AirflowFailException:
+        return AirflowFailException(f"job {self.job} failed with an error that a retry cannot fix (see the job's "
+                                    "log above); fix the cause, then clear the task")
+
+    def _run_connect_client(self, url: str) -> None:
+        """Run the job module as a Spark Connect client of ``url``, its output in the task log."""
+        parsed = urlparse(url)
+        server = f"sc://{parsed.netloc}"  # the URL's parameters may hold a token: messages name the server only
+        try:
+            # The client would retry an absent server for minutes: say at once what is wrong (Airflow retries).
+            socket.create_connection((parsed.hostname or "", parsed.port or 15002), timeout=10).close()
+        except OSError as exc:
+            raise AirflowException(
+                f"job {self.job}: the Spark Connect server {server} of connection {self._conn_id} does not answer "
+                f"({exc.strerror or exc}); start it (scripts/spark_connect.py start, or make run / make airflow "
+                "start it for you) or point the connection at a running one") from exc
+        self.log.info("running %s as a Spark Connect client of %s", self.application, server)
+        env = {**os.environ, **(self.env_vars or {}), REMOTE_ENV: url}
+        self._client = subprocess.Popen(
+            [sys.executable, str(self.application), *(self.application_args or [])], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        assert self._client.stdout is not None
+        for line in self._client.stdout:
+            self.log.info("%s", line.rstrip("\n"))
+        code = self._client.wait()
+        if code == EXIT_DETERMINISTIC:
+            raise self._deterministic_failure()
+        if code != 0:
+            raise AirflowException(f"job {self.job} exited with code {code} (see its log above); "
+                                   "Airflow retries it when retries are left")
+
+    def on_kill(self) -> None:
+        client: subprocess.Popen[str] | None = getattr(self, "_client", None)
+        if client is None:
+            super().on_kill()
+            return
+        if client.poll() is None:
+            # SIGTERM: cdp.job turns it into SystemExit, so the job removes its scratch files before it ends.
+            client.terminate()
+            try:
+                client.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                client.kill()
