@@ -71,3 +71,8 @@ class SparkConnectServerError(CdpError):
     """The loopback Spark Connect server (cdp/spark_connect.py) could not be started or reached."""
 
     retryable = True
+
+
+class PolicyViolationError(CdpError):
+    """A destination would send data that a usage policy of the workspace forbids for its marketing actions
+    (``cdp.governance.policies``); raised at run time before anything is sent. The same inputs raise it again."""

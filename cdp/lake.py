@@ -399,7 +399,8 @@ DESTINATION_METRICS = TableSpec(
         T.StructField("latency_p50_ms", T.LongType(), True),
         T.StructField("latency_p95_ms", T.LongType(), True),
     ]),
-    columns=("excluded: reason -> count (no_identity, missing_mandatory, deduplicated); failed: rows of files "
+    columns=("excluded: reason -> count (consent, no_identity, missing_mandatory, deduplicated; streaming: consent, "
+             "no_identity, missing_mandatory); failed: rows of files "
              "that could not be delivered; status: delivered, failed; error: the delivery error, without secrets. "
              "Streaming destinations (http, kafka, kinesis): received / activated / excluded / failed count "
              "messages (one per changed profile), rows the messages acknowledged, bytes their payloads, files 0; "
@@ -434,8 +435,8 @@ DELIVERY_LEDGER = TableSpec(
         T.StructField("run_id", T.StringType(), True),
         T.StructField("acknowledged_at", T.TimestampType(), True),
     ]),
-    columns=("status: delivered (the endpoint acknowledged it), excluded (no_identity / missing_mandatory: not "
-             "sent, not reconsidered until the profile changes again), given_up (failed for longer than the "
+    columns=("status: delivered (the endpoint acknowledged it), excluded (consent / no_identity / missing_mandatory: "
+             "not sent, not reconsidered until the profile changes again), given_up (failed for longer than the "
              "destination's retry.give_up_after_days); memberships: mapped audience -> last qualification time "
              "as the receiver knows them after this message; acknowledged_at: null unless delivered"),
 )

@@ -50,6 +50,8 @@ from cdp.destinations.rows import (
     value_column,
 )
 from cdp.errors import CdpError, DestinationError
+from cdp.governance.consent import purpose_attributes
+from cdp.governance.policies import enforce as enforce_policies
 from cdp.ingestion.ledger import file_sha256
 from cdp.job import StepKey, run_job
 from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES
@@ -114,7 +116,8 @@ def open_destination(dest: FileDestination, ctx: RunContext) -> Transport:
 def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination,
                  full_resync: bool) -> tuple[DataFrame, str, dt.date | None]:
     """The units of this run with their exclusion reason, the export mode, and the base day of an incremental one."""
-    mapping = MappingContext(ws.profile_attributes(), ws.namespaces, text_only=dest.format == "csv")
+    mapping = MappingContext(ws.profile_attributes(), ws.namespaces, text_only=dest.format == "csv",
+                             consent_attributes=purpose_attributes(ws))
 
     def units_of(day: dt.date) -> DataFrame:
         members = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, day, absent_as_empty=True)
@@ -216,6 +219,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     if destination not in ws.destinations:
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
+    # Usage policies checked again against the workspace as loaded now, before anything is read or sent.
+    enforce_policies(ws, destination)
     if isinstance(dest, StreamingDestination):  # http, kafka, kinesis: cdp.destinations.streaming
         from cdp.destinations.streaming import export as streaming_export
 

@@ -10,7 +10,9 @@ A *unit* is what one row of a file stands for: one (audience, profile) membershi
    changed since the base day (the last day this destination was delivered): ``realized`` (entered),
    ``exited`` (left: the values are today's profile when it still exists, else those delivered last),
    ``existing`` (a mapped value changed);
-3. :func:`transform_exclusions` - a reason per unit that is not exported (``no_identity``: nothing in the
+3. :func:`transform_exclusions` - a reason per unit that is not exported (``consent``: the profile did not
+   consent to one of the destination's purposes (:mod:`cdp.governance.consent`), checked first, so such a
+   unit never wins a deduplication; ``no_identity``: nothing in the
    row identifies a person; ``missing_mandatory``: a mapped field marked ``required`` is empty;
    ``deduplicated``: another unit of the same file has the same deduplication key and qualified later,
    or as late and has the smaller profile id).
@@ -22,12 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdp.governance.consent import CONSENT, consent_column
 from cdp.identities import normalize
 from cdp.workspace.models import FieldSpec, FileDestination, MappedField, Namespace
 
@@ -41,11 +44,12 @@ STATUS = "__status"
 QUALIFIED = "__qualified"
 REASON = "__excluded"
 SIGNATURE = "__signature"
+CONSENTED = "__consented"
 
 NO_IDENTITY = "no_identity"
 MISSING_MANDATORY = "missing_mandatory"
 DEDUPLICATED = "deduplicated"
-EXCLUSION_REASONS = (NO_IDENTITY, MISSING_MANDATORY, DEDUPLICATED)
+EXCLUSION_REASONS = (CONSENT, NO_IDENTITY, MISSING_MANDATORY, DEDUPLICATED)
 # A text value a spreadsheet would run as a formula; an E.164 phone number is left alone.
 FORMULA_START = r"^[=+\-@\t\r]"
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -71,6 +75,8 @@ class MappingContext:
     attributes: Mapping[str, FieldSpec]
     namespaces: Mapping[str, Namespace]
     text_only: bool  # CSV: nested values as JSON, several identities joined by "|"
+    # consent purpose -> the profile attribute holding it (governance.consent_purposes)
+    consent_attributes: Mapping[str, str] = field(default_factory=dict)
 
     def attribute_spec(self, path: str) -> FieldSpec | None:
         head, *rest = path.split(".")
@@ -126,19 +132,24 @@ def transform_units(members: DataFrame, profiles: DataFrame, dest: FileDestinati
         F.col("audience_id").alias(AUDIENCE), F.col("profile_id").alias(PROFILE), F.col("status").alias(STATUS),
         F.col("last_qualification_time").alias(QUALIFIED))
     values = [mapped_value(m, ctx).alias(value_column(i)) for i, m in enumerate(dest.mapping)]
-    mapped = profiles.select(F.col("profile_id").alias(PROFILE), *values, *dedup_columns(dest))
+    consented = consent_column(dest.consent, ctx.consent_attributes).alias(CONSENTED)
+    mapped = profiles.select(F.col("profile_id").alias(PROFILE), *values, *dedup_columns(dest), consented)
     joined = kept.join(mapped, PROFILE, "inner")
     value_names = [value_column(i) for i in range(len(dest.mapping))]
+    # With consent purposes, consent is part of what an incremental export compares: a profile that grants it
+    # later is sent, one that withdraws it is a change excluded for consent (nothing more is sent).
+    signed = [*value_names, CONSENTED] if dest.consent else value_names
     if dest.layout == "per_audience":
-        return joined.withColumn(SIGNATURE, F.to_json(F.struct(*value_names)))
+        return joined.withColumn(SIGNATURE, F.to_json(F.struct(*signed)))
     # Combined: one unit per profile, a status and a qualification time per audience.
     per_audience = [agg for a in dest.audiences for agg in (
         F.max(F.when(F.col(AUDIENCE) == a, F.col(STATUS))).alias(status_column(a)),
         F.max(F.when(F.col(AUDIENCE) == a, F.col(QUALIFIED))).alias(qualified_column(a)))]
     helpers = [c for c in joined.columns if c.startswith("__dedup_")]
-    grouped = joined.groupBy(PROFILE, *value_names, *helpers).agg(F.max(QUALIFIED).alias(QUALIFIED), *per_audience)
+    grouped = joined.groupBy(PROFILE, *value_names, *helpers, CONSENTED).agg(F.max(QUALIFIED).alias(QUALIFIED),
+                                                                             *per_audience)
     membership = [F.col(status_column(a)).isNotNull() for a in dest.audiences]
-    return grouped.withColumn(SIGNATURE, F.to_json(F.struct(*value_names, *membership)))
+    return grouped.withColumn(SIGNATURE, F.to_json(F.struct(*signed, *membership)))
 
 
 def unit_keys(dest: FileDestination) -> list[str]:
@@ -202,6 +213,8 @@ def transform_exclusions(units: DataFrame, dest: FileDestination, ctx: MappingCo
         for name in identifying:
             nobody = nobody & empty(name)
         pre = F.when(nobody, F.lit(NO_IDENTITY)).otherwise(pre)
+    if dest.consent:
+        pre = F.when(~F.col(CONSENTED), F.lit(CONSENT)).otherwise(pre)
     out = units.withColumn("__pre", pre)
     if dest.deduplication is None:
         return out.withColumnRenamed("__pre", REASON)

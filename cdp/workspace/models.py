@@ -193,6 +193,8 @@ class DatasetSpec(Strict):
     identity_enabled: bool = True
     csv: CsvOptions = Field(default_factory=CsvOptions)
     description: str = ""
+    # data-usage labels of the whole dataset: every field of it carries them (see Governance)
+    labels: list[str] = Field(default_factory=list)
 
 
 class Guardrails(Strict):
@@ -242,6 +244,68 @@ class MergePolicy(Strict):
         return self
 
 
+# ---------------------------------------------------------------- governance
+
+# The reference's core data-usage labels: contract (C1-C12), identity (I1-I2) and sensitive (S1-S2).
+CORE_LABELS = tuple([f"C{i}" for i in range(1, 13)] + ["I1", "I2", "S1", "S2"])
+CORE_LABELS_TEXT = "C1-C12, I1-I2, S1-S2"
+# Marketing actions a destination may declare without defining them (custom ones go in governance.marketing_actions).
+CORE_MARKETING_ACTIONS = ("analytics", "combine_with_pii", "cross_site_targeting", "data_science", "direct_mail",
+                          "email_targeting", "export_to_third_party", "onsite_advertising", "onsite_personalization",
+                          "segment_match", "single_identity_personalization")
+LabelCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")]
+
+
+class CustomLabel(Strict):
+    """A data-usage label of the workspace's own, beside the core ones."""
+
+    description: str = ""
+
+
+class MarketingAction(Strict):
+    """A marketing action of the workspace's own, beside the core ones."""
+
+    description: str = ""
+
+
+class UsagePolicy(Strict):
+    """Forbids data carrying any of ``labels`` for any of ``actions``: a destination that declares one of the
+    actions may neither export a field carrying one of the labels nor activate an audience whose rule reads one."""
+
+    description: str = ""
+    labels: list[str] = Field(min_length=1)
+    actions: list[str] = Field(min_length=1)
+
+
+class ConsentPurpose(Strict):
+    """A consent purpose (``marketing.email``) and the boolean profile attribute that holds each person's choice
+    (a dotted path into object fields is fine, e.g. ``consents.marketing.email``): true is consent; false or
+    missing is none."""
+
+    attribute: str
+    description: str = ""
+
+
+class Governance(Strict):
+    """``governance:`` in workspace.yaml: custom labels and marketing actions, usage policies, consent purposes."""
+
+    labels: dict[LabelCode, CustomLabel] = Field(default_factory=dict)
+    marketing_actions: dict[Name, MarketingAction] = Field(default_factory=dict)
+    policies: dict[PolicyName, UsagePolicy] = Field(default_factory=dict)
+    consent_purposes: dict[Purpose, ConsentPurpose] = Field(default_factory=dict)
+
+    @property
+    def known_labels(self) -> set[str]:
+        """Core labels and the custom ones."""
+        return set(CORE_LABELS) | set(self.labels)
+
+    @property
+    def known_actions(self) -> set[str]:
+        """Core marketing actions and the custom ones."""
+        return set(CORE_MARKETING_ACTIONS) | set(self.marketing_actions)
+
+
 class PathsPolicy(Strict):
     """Whether local paths may leave their roots (the landing root for dataset sources, the exports root
     for local destinations). Off by default: a '..' or a symbolic link must not read or write elsewhere."""
@@ -266,6 +330,7 @@ class WorkspaceFile(Strict):
     default_merge_policy: str | None = None
     guardrails: Guardrails = Field(default_factory=Guardrails)
     paths: PathsPolicy = Field(default_factory=PathsPolicy)
+    governance: Governance = Field(default_factory=Governance)
 
     @property
     def default_policy_name(self) -> str:
@@ -651,6 +716,10 @@ class FileDestination(Strict):
     manifest: bool = False
     encryption: Literal["pgp"] | None = None
     description: str = ""
+    # governance: what the destination is used for (policies forbid labels for actions) and the consent
+    # purposes a profile must have granted to be delivered
+    marketing_actions: list[Name] = Field(default_factory=list)
+    consent: list[str] = Field(default_factory=list)
 
     # Types whose credentials and endpoint come from an Airflow connection.
     needs_connection: ClassVar[bool] = True
@@ -814,6 +883,9 @@ class StreamingDestination(Strict):
     rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
     retry: StreamingRetry = Field(default_factory=StreamingRetry)
     description: str = ""
+    # governance, as for file destinations
+    marketing_actions: list[Name] = Field(default_factory=list)
+    consent: list[str] = Field(default_factory=list)
 
     # What the file-destination checks read from every destination: streaming ones have no such keys.
     deduplication: ClassVar[None] = None

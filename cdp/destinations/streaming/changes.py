@@ -10,7 +10,11 @@ mapped namespaces, hashed where configured) and the set of mapped audiences it i
   change; the first run of a destination therefore back-fills every current member;
 - a profile that was delivered as a member and no longer is gets its exit (``exited``), with the values it
   was last delivered with when the profile itself is gone;
-- a full resync sends every candidate, whatever was acknowledged.
+- a full resync sends every candidate, whatever was acknowledged;
+- with consent purposes (``consent:``), a profile that has not consented to all of them is no member for the
+  destination: never delivered, it is excluded with reason ``consent``; delivered before, it gets one last
+  message that exits it from every mapped audience, carrying only the values it was last delivered with
+  (nothing new is disclosed), and nothing more until it consents again (then it is sent as it is that day).
 
 The message id is the SHA-256 of the destination, the profile id, the signature last acknowledged and
 the new one: the same change always has the same id, so a re-send after a timeout or a killed task
@@ -27,9 +31,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp.destinations.rows import MEMBER_STATUSES, MISSING_MANDATORY, NO_IDENTITY, MappingContext, mapped_value
+from cdp.governance.consent import CONSENT, consent_column
 from cdp.workspace.models import MappedField, StreamingDestination
 
-STREAMING_EXCLUSION_REASONS = (NO_IDENTITY, MISSING_MANDATORY)
+STREAMING_EXCLUSION_REASONS = (CONSENT, NO_IDENTITY, MISSING_MANDATORY)
 QUALIFIED_FORMAT = "yyyy-MM-dd'T'HH:mm:ss'Z'"
 # Columns of the changes frame (see transform_changes).
 PROFILE = "profile_id"
@@ -108,28 +113,38 @@ def transform_changes(members: DataFrame, profiles: DataFrame, acknowledged: Dat
     before the run date). Columns: profile_id, message_id, signature, previous_signature, state_json,
     memberships (the mapped audiences the receiver will know the profile in, with their qualification time),
     previous_memberships (those it knows now), payload (the message, a JSON string) and excluded
-    (``no_identity`` / ``missing_mandatory`` or null).
+    (``consent`` / ``no_identity`` / ``missing_mandatory`` or null).
     """
     state_type = profiles.select(state_column(dest, ctx).alias("s")).schema["s"].dataType
     assert isinstance(state_type, T.StructType)
     now = _members(members, dest, MEMBER_STATUSES).withColumnRenamed("__map", "__now")
     exits = _members(members, dest, ("exited",)).withColumnRenamed("__map", "__exit")
-    current = profiles.select(F.col(PROFILE), state_column(dest, ctx).alias("__state"))
+    current = profiles.select(F.col(PROFILE), state_column(dest, ctx).alias("__state"),
+                              consent_column(dest.consent, ctx.consent_attributes).alias("__consented"))
     before = acknowledged.select(F.col(PROFILE), F.col(SIGNATURE).alias(PREVIOUS_SIGNATURE),
                                  F.col(STATE_JSON).alias("__before_state"), F.col(MEMBERSHIPS).alias("__before"))
     # Candidates: today's members, and the profiles the receiver knows in a mapped audience (they may have left).
     known = before.where(F.size(F.coalesce(F.col("__before"), F.create_map())) > 0).select(PROFILE)
     candidates = now.select(PROFILE).unionByName(known).distinct()
     empty = F.create_map().cast(MEMBERSHIP_MAP)
+    # A profile of the run date without consent to every purpose (a profile that is gone keeps its exit as before).
+    withdrawn = (F.col("__state").isNotNull() & ~F.col("__consented")) if dest.consent else F.lit(False)
     joined = (candidates.join(now, PROFILE, "left").join(exits, PROFILE, "left").join(current, PROFILE, "left")
               .join(before, PROFILE, "left")
-              .withColumn("__now", F.coalesce(F.col("__now"), empty))
+              .withColumn("__withdrawn", withdrawn)
+              .withColumn("__now", F.when(F.col("__withdrawn"), empty).otherwise(F.coalesce(F.col("__now"), empty)))
               .withColumn("__before", F.coalesce(F.col("__before"), empty)))
-    # A profile that no longer exists keeps the values it was last delivered with (its exit must say who left).
-    state = F.coalesce(F.col("__state"), F.from_json(F.col("__before_state"), state_type))
+    # A profile that no longer exists keeps the values it was last delivered with (its exit must say who left);
+    # so does one without consent (its exit discloses nothing new).
+    before_state = F.from_json(F.col("__before_state"), state_type)
+    state = F.when(F.col("__withdrawn") & F.col("__before_state").isNotNull(), before_state).otherwise(
+        F.coalesce(F.col("__state"), before_state))
     state_json = _json(state)
     audiences_now = F.array_sort(F.map_keys(F.col("__now")))
-    signature = F.sha2(F.concat_ws("|", F.coalesce(state_json, F.lit("")), F.to_json(audiences_now)), 256)
+    # Without consent the signature differs from any consented state, so that consenting again is a change.
+    no_consent = F.when(F.col("__withdrawn"), F.lit("no_consent"))
+    signature = F.sha2(F.concat_ws("|", F.coalesce(state_json, F.lit("")), F.to_json(audiences_now), no_consent),
+                       256)
     stamp = F.lit(run.run_date.isoformat()) if run.resync else F.lit("")
     message_id = F.sha2(F.concat_ws("|", F.lit(run.destination), F.col(PROFILE),
                                     F.coalesce(F.col(PREVIOUS_SIGNATURE), F.lit("")), F.col(SIGNATURE), stamp), 256)
@@ -171,6 +186,8 @@ def _exclusion(dest: StreamingDestination, ctx: MappingContext) -> Column:
     identifying = [has_value(m) for m in dest.mapping if ctx.identifies(m)]
     required = [has_value(m) for m in dest.mapping if m.required]
     reason: Column = F.lit(None).cast("string")
+    # Checked last so that it wins: a profile the receiver never got and that did not consent is never sent.
+    never_delivered_without_consent = F.col("__withdrawn") & (F.size(F.col("__before")) == 0)
     if required:
         complete = F.lit(True)
         for present in required:
@@ -181,4 +198,4 @@ def _exclusion(dest: StreamingDestination, ctx: MappingContext) -> Column:
         for present in identifying:
             anyone = anyone | present
         reason = F.when(~anyone, F.lit(NO_IDENTITY)).otherwise(reason)
-    return reason
+    return F.when(never_delivered_without_consent, F.lit(CONSENT)).otherwise(reason)

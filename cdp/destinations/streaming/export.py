@@ -65,6 +65,8 @@ from cdp.destinations.streaming.delivery import (
 )
 from cdp.destinations.streaming.endpoint import ConnectionInfo, resolve_connection
 from cdp.errors import DestinationError
+from cdp.governance.consent import purpose_attributes
+from cdp.governance.policies import enforce as enforce_policies
 from cdp.lake import AUDIENCE_MEMBERSHIP, PROFILES, STEP_RUNS, Lake
 from cdp.run_context import RunContext
 from cdp.spark import default_parallelism
@@ -200,6 +202,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDest
         full_resync: bool = False) -> dict[str, int]:
     """Deliver the destination's changes for the run date; return the counts recorded in destination_metrics."""
     lake = ctx.lake
+    # Usage policies against the workspace as loaded now, before the connection is opened or anything read.
+    enforce_policies(ws, dest.name)
     conn = resolve_connection(dest.connection)
     ledger.fold_journal(spark, lake, dest.name, ctx.run_date)
     scratch = os.path.join(ctx.settings.lake, "_stream_scratch", dest.name, ctx.run_date.isoformat())
@@ -210,7 +214,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDest
     base_row = rows.where(F.col("run_date") < F.lit(ctx.run_date)).agg(F.max("run_date").alias("d")).first()
     base = None if base_row is None else base_row["d"]
     mode = "resync" if full_resync else ("full" if base is None else "incremental")
-    mapping = MappingContext(ws.profile_attributes(), ws.namespaces, text_only=False)
+    mapping = MappingContext(ws.profile_attributes(), ws.namespaces, text_only=False,
+                             consent_attributes=purpose_attributes(ws))
     members = read_run_date_slice(spark, lake, AUDIENCE_MEMBERSHIP, ctx.run_date, absent_as_empty=True)
     profiles = read_run_date_slice(spark, lake, PROFILES, ctx.run_date)
     info = RunInfo(dest.name, ctx.run_date, ctx.run_id, resync=full_resync)

@@ -18,6 +18,7 @@ from cdp.workspace.checks import (
     audiences,
     datasets,
     destinations,
+    governance,
     merge_policies,
     namespaces,
     paths,
@@ -38,6 +39,7 @@ CHECKS: tuple[Check, ...] = (
     audiences.check,
     destinations.check,
     regex.check,
+    governance.check,
 )
 
 __all__ = ["CHECKS", "Check", "CheckContext", "run_checks"]
