@@ -55,8 +55,9 @@ def test_evaluate_then_export_marketing_landing(spark: SparkSession, setup: tupl
         assert sorted(os.listdir(folder)) == sorted(expected_files), attempt  # no temporary folder left
         assert {n: (folder / n).read_text(encoding="utf-8") for n in expected_files} == expected_files, attempt
         sizes = {n: len(text.encode("utf-8")) for n, text in expected_files.items()}
-        assert exported == {"received": 3, "activated": 2, "failed": 0, "excluded.no_identity": 1,
-                            "excluded.missing_mandatory": 0, "excluded.deduplicated": 0, "files": 3, "rows": 2,
+        assert exported == {"received": 3, "activated": 2, "failed": 0, "excluded.consent": 0,
+                            "excluded.no_identity": 1, "excluded.missing_mandatory": 0, "excluded.deduplicated": 0,
+                            "files": 3, "rows": 2,
                             "bytes": sum(sizes.values())}, attempt
 
         ledger = spark.read.format("delta").load(ctx.lake.path(EXPORT_LEDGER)).collect()
@@ -67,8 +68,8 @@ def test_evaluate_then_export_marketing_landing(spark: SparkSession, setup: tupl
             for a, rows in (("gold_members", 2), ("cart_abandoners", 0), ("french_high_points", 0))), attempt
         metrics = spark.read.format("delta").load(ctx.lake.path(DESTINATION_METRICS)).collect()
         assert [(r["received"], r["activated"], r["excluded"], r["failed"], r["files"], r["rows"], r["status"])
-                for r in metrics] == [(3, 2, {"no_identity": 1, "missing_mandatory": 0, "deduplicated": 0}, 0, 3,
-                                       2 + 0 + 0, "delivered")], attempt
+                for r in metrics] == [(3, 2, {"consent": 0, "no_identity": 1, "missing_mandatory": 0,
+                                              "deduplicated": 0}, 0, 3, 2 + 0 + 0, "delivered")], attempt
 
 
 def test_file_names(repo_root: Path) -> None:

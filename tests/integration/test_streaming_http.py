@@ -124,7 +124,8 @@ def test_two_days_through_every_fault(spark: SparkSession, tmp_path: Path, recei
              f["first_failed_run_date"]) for f in failures] == [
         ("p4", "failed", "http_400", 400, f'{{"error": "invalid record {p4_id}"}}', D1)]
     assert metrics_row(spark, lake, D1) == {
-        "received": 6, "activated": 4, "excluded": {"no_identity": 1, "missing_mandatory": 0}, "failed": 1,
+        "received": 6, "activated": 4, "excluded": {"consent": 0, "no_identity": 1, "missing_mandatory": 0},
+        "failed": 1,
         "failed_by": {"http_400": 1}, "files": 0, "rows": 4, "status": "delivered_with_failures", "mode": "full",
         "base_run_date": None, "error": None}
     check_quality.run(spark, ws, ctx, "exports")  # the gate reconciles: activated = messages acknowledged
@@ -145,7 +146,8 @@ def test_two_days_through_every_fault(spark: SparkSession, tmp_path: Path, recei
                    expected("p5", D2, "C5", None, "Eve", 500, "realized", D2)]
     assert second["received"] == 5 and second["activated"] == 4 and second["failed"] == 1
     assert metrics_row(spark, lake, D2) == {
-        "received": 5, "activated": 4, "excluded": {"no_identity": 0, "missing_mandatory": 0}, "failed": 1,
+        "received": 5, "activated": 4, "excluded": {"consent": 0, "no_identity": 0, "missing_mandatory": 0},
+        "failed": 1,
         "failed_by": {"given_up": 1}, "files": 0, "rows": 4, "status": "delivered_with_failures",
         "mode": "incremental", "base_run_date": D1, "error": None}
     given_up = read_table(spark, lake.path(DELIVERY_FAILURES)).where(F.col("run_date") == F.lit(D2)).collect()

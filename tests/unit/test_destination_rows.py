@@ -107,8 +107,9 @@ def test_exclusions_are_counted_and_reconcile(spark: SparkSession, ctx: MappingC
     # p3 lacks points too: a row that identifies no one is counted as such first.
     assert [(r[PROFILE], r[REASON]) for r in excluded.orderBy(PROFILE).collect()] == [
         ("p1", None), ("p3", "no_identity"), ("p7", "missing_mandatory")]
-    assert exclusion_counts(excluded) == {"received": 3, "activated": 1, "excluded.no_identity": 1,
-                                          "excluded.missing_mandatory": 1, "excluded.deduplicated": 0}
+    assert exclusion_counts(excluded) == {"received": 3, "activated": 1, "excluded.consent": 0,
+                                          "excluded.no_identity": 1, "excluded.missing_mandatory": 1,
+                                          "excluded.deduplicated": 0}
 
 
 def test_deduplication_keeps_the_latest_qualification_then_the_smallest_id(spark: SparkSession,

@@ -103,7 +103,8 @@ def check(ws: Workspace, ctx: CheckContext) -> list[WorkspaceProblem]:
                                                  f"(declared: {defined(gov.consent_purposes)}); declare it under "
                                                  "governance.consent_purposes in workspace.yaml with the boolean "
                                                  "attribute that holds it"))
-    # With an unknown label or action the policies cannot be judged: fix the declarations first.
-    if not problems:
+    # With an unknown label or action, or a schema or dataset file broken, the policies cannot be judged: the
+    # problems that stop them are reported; once fixed, the violations are.
+    if not problems and attributes_known(ws):
         problems.extend(v.problem() for v in violations(ws))
     return problems
