@@ -166,3 +166,18 @@ def test_enforce_names_every_violation_of_the_destination(repo_root: Path) -> No
         + "\n".join(lines) + "\nRemove the field or audience from the destination, change its marketing_actions, or "
         "change the policy; then run cdp validate and re-run the task")
     assert caught.value.retryable is False
+
+
+def test_cdp_validate_prints_every_violation_and_fails(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cdp.cli import main
+
+    # S1 (sensitive) on the birth date, now exported to the direct-mail partner, a third party.
+    edit(workspace / "destinations" / "partner_sftp.yaml", "  - {source: city}", "  - {source: city}\n"
+         "  - {source: birth_date}")
+    assert main(["validate", str(workspace)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{workspace}/destinations/partner_sftp.yaml: mapping.4: destination partner_sftp (action "
+        "export_to_third_party) exports attribute birth_date from crm_profiles.birth_date, labelled S1 and forbidden "
+        "by policy no_sensitive_ads",
+        "1 problem(s) found",
+    ]
