@@ -24,9 +24,11 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Sequence
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.delta_io import read_run_date_slice
@@ -41,6 +43,8 @@ from cdp.destinations.rows import (
     MappingContext,
     evaluation_stamp,
     exclusion_counts,
+    exclusion_counts_of,
+    exclusion_metrics,
     qualified_column,
     status_column,
     transform_changes,
@@ -138,9 +142,9 @@ def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: File
     return transform_exclusions(units, dest, mapping), mode, base
 
 
-def render(ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame,
-           folder: str) -> list[RenderedFile]:
-    """Every data file of the run, in the destination's audience order."""
+def render(ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame, folder: str,
+           written: Callable[[], int] | None = None) -> list[RenderedFile]:
+    """Every data file of the run, in the destination's audience order (``written``: see :func:`render_file`)."""
     headers, columns = headers_and_columns(dest)
     if dest.format == "csv" and dest.csv.formula_protection:
         exported = transform_protect_formulas(exported, [value_column(i) for i in range(len(dest.mapping))])
@@ -150,11 +154,29 @@ def render(ws: Workspace, ctx: RunContext, dest: FileDestination, exported: Data
         for audience_id in dest.audiences:
             name = render_file_name(dest, audience_id, ws.audiences[audience_id].name, stamp)
             files += render_file(exported.where(F.col(AUDIENCE) == audience_id), columns, headers, dest, name,
-                                 folder, audience_id)
+                                 folder, audience_id, written)
     else:
         name = render_file_name(dest, "combined", dest.name, stamp)
-        files += render_file(exported, columns, headers, dest, name, folder, None)
+        files += render_file(exported, columns, headers, dest, name, folder, None, written)
     return files
+
+
+def observed_counts(observation: Observation, units: DataFrame) -> dict[str, int]:
+    """The exclusion counts observed by the write of ``units``; counted again when Spark observed nothing, which
+    it does for a plan it found empty before running it (its observation then holds no metrics)."""
+    try:
+        values = observation.get
+    except Exception as exc:  # py4j and Connect raise their own types for "no metrics"
+        log.debug("no observed metrics (%s): counting the units", type(exc).__name__)
+        values = {}
+    if "received" not in values:
+        return exclusion_counts(units)
+    return exclusion_counts_of(values)
+
+
+def single_file(dest: FileDestination) -> bool:
+    """Whether the run renders its units into one file (before splitting): one audience, or the combined layout."""
+    return dest.layout != "per_audience" or len(dest.audiences) == 1
 
 
 def manifest_run_id(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile]) -> str:
@@ -248,12 +270,28 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
     folder = os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat())
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)
+    started = time.monotonic()
     units, mode, base = select_units(spark, ws, ctx, dest, full_resync)
-    units = units.persist()
+    # One file rendered from the units (one audience, or the combined layout): they are computed once, by its
+    # write, which counts the exclusions on the way (an observation). Several: cached, counted, then rendered.
+    observation = Observation(f"export_{uuid.uuid4().hex}") if single_file(dest) else None
+    plain = units
+    units = units.observe(observation, *exclusion_metrics()) if observation is not None else units.persist()
     error: str | None = None
+    phases: dict[str, float] = {}
     try:
-        counts = exclusion_counts(units)
-        files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder)
+        counts = exclusion_counts(units) if observation is None else {}
+        phases["selected"] = time.monotonic() - started
+
+        def written() -> int:
+            assert observation is not None
+            counts.update(observed_counts(observation, plain))
+            return counts["activated"]
+
+        files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder,
+                       written if observation is not None else None)
+        if not counts:  # no data file was rendered (never: a destination names at least one audience)
+            written()
         if encryptor is not None:
             # Delivered as <name>.pgp; what is recorded is the rendered file (see cdp.destinations.encryption).
             files = [dataclasses.replace(f, name=encrypted_name(f.name)) for f in files]
@@ -263,11 +301,14 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
             encryption = None if encryptor is None else {"type": "pgp", "recipient": encryptor.fingerprint}
             files.append(render_manifest(dest, ctx.run_date.isoformat(), manifest_run_id(spark, ctx, dest, files),
                                          files, name, folder, encryption))
+        phases["rendered"] = time.monotonic() - started - sum(phases.values())
         done, missed, cause = deliver(spark, ctx, dest, files, mode, base, encryptor)
+        phases["delivered"] = time.monotonic() - started - sum(phases.values())
         if missed:
             error = f"{len(missed)} file(s) not delivered, first {missed[0].name}: {cause}"
     finally:
-        units.unpersist()
+        if observation is None:
+            units.unpersist()
     data_done = [f for f in done if f.kind == "data"]
     failed = sum(f.rows for f in missed if f.kind == "data")
     excluded = {k.removeprefix("excluded."): v for k, v in counts.items() if k.startswith("excluded.")}
@@ -282,9 +323,10 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
         raise DestinationError(f"destination {dest.name}: {error} (the next attempt or run delivers what is "
                                "missing; files already delivered are not sent again)")
     shutil.rmtree(folder, ignore_errors=True)
-    log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d bytes", dest.name,
-             dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["files"],
-             metrics["bytes"])
+    phases["recorded"] = time.monotonic() - started - sum(phases.values())
+    log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d bytes; %s",
+             dest.name, dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["files"],
+             metrics["bytes"], ", ".join(f"{k} in {v:.1f}s" for k, v in phases.items()))
     return metrics
 
 

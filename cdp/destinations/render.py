@@ -14,7 +14,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,9 +67,13 @@ def writer_options(dest: FileDestination) -> dict[str, str]:
 
 
 def render_file(rows: DataFrame, columns: Sequence[str], headers: Sequence[str], dest: FileDestination, name: str,
-                folder: str, audience_id: str | None) -> list[RenderedFile]:
+                folder: str, audience_id: str | None, written: Callable[[], int] | None = None) -> list[RenderedFile]:
     """Write ``rows`` (internal ``columns`` renamed to ``headers``, sorted by profile id) as the file ``name``
-    (and its split parts) into ``folder``; return the files in part order."""
+    (and its split parts) into ``folder``; return the files in part order.
+
+    ``written`` tells how many rows the write wrote (an observation of it) when ``rows`` is not cached, so that
+    they are not computed a second time to be counted; by default they are counted.
+    """
     work = os.path.join(folder, f".spark-{name}")
     shutil.rmtree(work, ignore_errors=True)
     ordered = rows.repartition(1).sortWithinPartitions(PROFILE).select(*columns).toDF(*headers)
@@ -84,7 +88,7 @@ def render_file(rows: DataFrame, columns: Sequence[str], headers: Sequence[str],
     # part-<task>-<uuid>-c<n>: one task (one partition) writes the parts in row order, c000, c001, ...
     found = [(m, p) for p in Path(work).iterdir() if (m := _PART.match(p.name))]
     parts = sorted(((int(m.group(1)), int(m.group(2))), p) for m, p in found)
-    total = rows.count()
+    total = written() if written is not None else rows.count()
     out: list[RenderedFile] = []
     for index, (_, part) in enumerate(parts, start=1):
         final = os.path.join(folder, split_name(name, dest.extension, index))

@@ -267,13 +267,24 @@ def transform_protect_formulas(df: DataFrame, names: Sequence[str]) -> DataFrame
     return out
 
 
+def exclusion_metrics() -> list[Column]:
+    """The aggregates of :func:`exclusion_counts` (also observed during a write: see ``DataFrame.observe``)."""
+    return [F.count(F.lit(1)).alias("received"), F.count_if(F.col(REASON).isNull()).alias("activated"),
+            *[F.count_if(F.col(REASON) == F.lit(reason)).alias(f"excluded_{reason}") for reason in EXCLUSION_REASONS]]
+
+
+def exclusion_counts_of(values: Mapping[str, object]) -> dict[str, int]:
+    """``received``, ``activated`` and ``excluded.<reason>`` from the values of :func:`exclusion_metrics`."""
+    out = {"received": int(values.get("received") or 0), "activated": int(values.get("activated") or 0)}  # type: ignore[call-overload]
+    out.update({f"excluded.{reason}": int(values.get(f"excluded_{reason}") or 0)  # type: ignore[call-overload]
+                for reason in EXCLUSION_REASONS})
+    return out
+
+
 def exclusion_counts(units: DataFrame) -> dict[str, int]:
     """``received``, ``activated`` and ``excluded.<reason>`` of units carrying ``__excluded``."""
-    rows = units.groupBy(REASON).count().collect()
-    counts = {r[REASON]: int(r["count"]) for r in rows}
-    out = {"received": sum(counts.values()), "activated": counts.get(None, 0)}
-    out.update({f"excluded.{reason}": counts.get(reason, 0) for reason in EXCLUSION_REASONS})
-    return out
+    row = units.agg(*exclusion_metrics()).first()
+    return exclusion_counts_of({} if row is None else row.asDict())
 
 
 def evaluation_stamp(run_date: dt.date) -> dt.datetime:

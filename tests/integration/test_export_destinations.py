@@ -20,7 +20,8 @@ from pydantic import TypeAdapter
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from servers.fault_proxy import FaultProxy
-from servers.processes import AzuriteServer, FakeGcsServer, MotoServer, Server, SshdServer
+from servers.processes import S3_KEY_ID, S3_SECRET, AzuriteServer, FakeGcsServer, MotoServer, Server, SshdServer
+from servers.streaming import HttpReceiver, KafkaBroker
 from servers.targets import Target
 
 from cdp.errors import DestinationError
@@ -440,3 +441,55 @@ def test_the_example_destinations_deliver_to_the_demo_servers(
             for name, m in metrics.items()} == {
         "ads_partner_s3": (3, 2, 1, 2), "crm_sync_azure": (3, 2, 1, 2), "analytics_gcs": (3, 3, 0, 1),
         "partner_sftp": (0, 0, 0, 1)}
+
+
+def test_example_streaming_destinations_to_the_demo_endpoints(
+        spark: SparkSession, retail: Workspace, ctx: RunContext, moto_server: MotoServer,
+        http_receiver: HttpReceiver, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's streaming destinations as `make demo` runs them: demo_http, demo_kafka, demo_kinesis on the
+    endpoints scripts/local_servers.py starts (topic and stream cdp-demo)."""
+    import boto3
+
+    http_receiver.control("reset")
+    kafka_broker.create_topic("cdp-demo")
+    kinesis = boto3.client("kinesis", endpoint_url=moto_server.url, region_name="us-east-1",
+                           aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+    kinesis.create_stream(StreamName="cdp-demo", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="cdp-demo", WaiterConfig={"Delay": 0.2})
+    for kind, server in (("http", http_receiver), ("kafka", kafka_broker), ("kinesis", moto_server)):
+        monkeypatch.setenv(env_var_name(f"demo_{kind}"), json.dumps(server.connection()))
+
+    metrics = {name: export.run(spark, retail, ctx, name) for name in ("crm_api", "profile_bus", "profile_stream")}
+
+    def body(message: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in message.items() if k not in ("messageId", "runId", "runDate", "destination")}
+
+    http = {m["profileId"]: body(m) for m in http_receiver.messages()}
+    bus = {key.decode(): body(json.loads(value)) for key, value, _ in kafka_broker.consume("cdp-demo", expected=1)}
+    shard = kinesis.describe_stream(StreamName="cdp-demo")["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName="cdp-demo", ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    stream = {r["PartitionKey"]: body(json.loads(r["Data"]))
+              for r in kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"]}
+    gold = {"status": "realized", "lastQualificationTime": QUALIFIED}
+    assert all(r["headers"]["x-team"] == "crm" and r["gzip"] and r["path"] == "/v1/profiles"
+               for r in http_receiver.requests())
+    assert http == {
+        "prof_a": {"profileId": "prof_a", "attributes": {"firstName": "Ann", "loyaltyTier": "gold", "points": 1500},
+                   "identityMap": {"crm_id": [{"id": "C1"}], "email_lc_sha256": [{"id": ANN_SHA}]},
+                   "segmentMembership": {"gold_members": gold}},
+        "prof_b": {"profileId": "prof_b", "attributes": {"firstName": 'Bob "Bobby", Jr', "loyaltyTier": "platinum",
+                                                         "points": 200},
+                   "identityMap": {"crm_id": [{"id": "C2"}, {"id": "C3"}]},
+                   "segmentMembership": {"gold_members": gold}}}
+    # The one cart abandoner is an anonymous visitor: no CRM id, no e-mail, nothing to key it by downstream.
+    assert bus == {}
+    assert stream == {
+        "prof_a": {"profileId": "prof_a", "attributes": {"tier": "gold", "points": 1500},
+                   "identityMap": {"crm_id": [{"id": "C1"}]}, "segmentMembership": {"gold_members": gold}},
+        "prof_b": {"profileId": "prof_b", "attributes": {"tier": "platinum", "points": 200},
+                   "identityMap": {"crm_id": [{"id": "C2"}, {"id": "C3"}]},
+                   "segmentMembership": {"gold_members": gold}}}
+    assert {name: (m["received"], m["activated"], m["excluded.no_identity"], m["failed"])
+            for name, m in metrics.items()} == {
+        "crm_api": (2, 2, 0, 0), "profile_bus": (1, 0, 1, 0), "profile_stream": (3, 2, 1, 0)}
