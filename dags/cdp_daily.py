@@ -37,6 +37,11 @@ inputs are half-written) fail their task at once; other failures are retried (`C
 Every Spark step records itself in `step_runs` (started, then committed) and refuses to start
 unless the steps it reads from committed the run date.
 
+Trigger Params (all optional): `audiences` and `destinations` choose which destinations export
+(default all; every audience is evaluated anyway), `full_resync` sends chosen destinations every
+current member, `full_identity_rebuild` recomputes every identity component. Names are checked
+against the workspace when the run starts (`list_destinations`): an unknown one fails the run at once.
+
 Identity resolution recomputes only the graph components touched since the previous run; trigger
 with the param `full_identity_rebuild` to recompute every component (the result is the same).
 
@@ -62,16 +67,34 @@ with DAG(
     default_args=default_args,
     tags=["cdp", "daily", "activation"],
     params={
+        "audiences": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            title="Audiences",
+            description="Audience ids whose destinations this run exports to (empty: all). Every audience is still "
+            "evaluated (statuses are relative to the previous day's complete snapshot); only destinations mapping "
+            "one of these run their export. An id the workspace does not define fails the run at once.",
+        ),
+        "destinations": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            title="Destinations",
+            description="Destination names to export to (empty: all). An unknown name fails the run at once.",
+        ),
         "full_resync": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            title="Full resync",
             description="Destinations whose export sends every current member of their audiences this run, "
             "whatever was delivered before (an incremental destination starts over; recorded as mode resync).",
         ),
         "full_identity_rebuild": Param(
             False,
             type="boolean",
+            title="Full identity rebuild",
             description="Recompute every identity graph component instead of only those touched since the "
             "previous run (same result; use after restoring the lake or to re-verify it).",
         ),
@@ -87,13 +110,18 @@ with DAG(
         return sorted(checked_workspace().datasets)
 
     @task
-    def list_destinations() -> list[str]:
-        """The workspace's destinations, one export task each."""
+    def list_destinations(params: dict[str, Any] | None = None) -> list[str]:
+        """The destinations this run exports to, one export task each: the Params audiences / destinations /
+        full_resync checked against the workspace (an unknown name fails the run at once, naming it)."""
+        from cdp_provider.run_selection import selected_destinations
         from cdp_provider.workspace import checked_workspace
 
-        return sorted(checked_workspace().destinations)
+        return selected_destinations(checked_workspace(), params or {})
 
+    # The Params are checked first: a run triggered with an unknown name stops before it reads anything.
+    destinations = list_destinations()
     datasets = load_workspace()
+    destinations >> datasets
 
     validate = CdpSparkJobOperator.partial(
         task_id="validate", job="validate", map_index_template="{{ task.dataset }}"
@@ -118,7 +146,7 @@ with DAG(
         job="export",
         map_index_template="{{ task.destination }}",
         full_resync="{{ params.full_resync | join(',') }}",
-    ).expand(destination=list_destinations())
+    ).expand(destination=destinations)
     # The report runs whatever happened to the exports: one destination down fails its own task only, and
     # the report still says what every other destination received.
     report = CdpSparkJobOperator(task_id="report", job="report", trigger_rule="all_done")

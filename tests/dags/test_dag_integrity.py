@@ -70,7 +70,7 @@ def test_cdp_daily_task_graph(dagbag: DagBag) -> None:
         "check_profiles": ["evaluate_audiences"],
         "evaluate_audiences": ["check_audiences"],
         "check_audiences": ["export"],
-        "list_destinations": ["export"],
+        "list_destinations": ["export", "load_workspace"],
         "export": ["check_exports"], "check_exports": ["report"],
         "report": [],
     }
