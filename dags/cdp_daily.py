@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.interval import CronDataIntervalTimetable
+from cdp_provider.alerts import WorkspaceAlertNotifier, notify_late_run
 from cdp_provider.operators.spark_job import CdpSparkJobOperator
 
 DOC = """
@@ -45,6 +49,10 @@ against the workspace when the run starts (`list_destinations`): an unknown one 
 Identity resolution recomputes only the graph components touched since the previous run; trigger
 with the param `full_identity_rebuild` to recompute every component (the result is the same).
 
+Alerts: a task that fails for good, and a run not finished `CDP_LATE_RUN_HOURS` (default 6) hours
+after it was queued (a deadline alert), are sent on the channels of the workspace's `alerts:` block
+(e-mail through an SMTP connection, Slack through an incoming-webhook connection).
+
 Workspace, lake, landing and exports come from `CDP_WORKSPACE`, `CDP_LAKE`, `CDP_LANDING`,
 `CDP_EXPORTS` on the worker; Spark's master from the `spark_default` connection.
 """
@@ -54,7 +62,13 @@ default_args = {
     "owner": "cdp",
     "retries": int(os.environ.get("CDP_TASK_RETRIES", "2")),
     "retry_delay": pendulum.duration(minutes=2),
+    # A task that failed for good (no retry left, or a deterministic failure): one alert on the workspace's
+    # `alerts:` channels, read when the alert is sent.
+    "on_failure_callback": WorkspaceAlertNotifier(),
 }
+# A run not finished this many hours after it was queued is late (queued, not the logical date: a backfill of
+# an old day is not late at once). Part of the DAG's definition, so read from the environment, not the workspace.
+LATE_RUN_HOURS = float(os.environ.get("CDP_LATE_RUN_HOURS", "6"))
 
 with DAG(
     dag_id="cdp_daily",
@@ -65,6 +79,9 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=default_args,
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                           interval=dt.timedelta(hours=LATE_RUN_HOURS),
+                           callback=AsyncCallback(notify_late_run), name="late_run"),
     tags=["cdp", "daily", "activation"],
     params={
         "audiences": Param(
@@ -148,8 +165,14 @@ with DAG(
         full_resync="{{ params.full_resync | join(',') }}",
     ).expand(destination=destinations)
     # The report runs whatever happened to the exports: one destination down fails its own task only, and
-    # the report still says what every other destination received.
-    report = CdpSparkJobOperator(task_id="report", job="report", trigger_rule="all_done")
+    # the report still says what every other destination received. "all_done_min_one_success" with the audience
+    # gate upstream too: both run once the run reached the exports, and neither when it stopped before (a
+    # failed gate, an unknown name in the Params), which would only fail again and send a second alert.
+    report = CdpSparkJobOperator(task_id="report", job="report", trigger_rule="all_done_min_one_success")
+    audience_gate = check("audiences")
+    # Runs whatever the exports did: a destination that failed is counted, and every delivered file must
+    # hold exactly the rows its destination activated.
+    export_gate = check("exports", trigger_rule="all_done_min_one_success")
 
     (
         validate
@@ -160,10 +183,9 @@ with DAG(
         >> profiles
         >> check("profiles")
         >> audiences
-        >> check("audiences")
+        >> audience_gate
         >> export
-        # Runs whatever the exports did: a destination that failed is counted, and every delivered file must
-        # hold exactly the rows its destination activated.
-        >> check("exports", trigger_rule="all_done")
+        >> export_gate
         >> report
     )
+    audience_gate >> [export_gate, report]

@@ -250,6 +250,35 @@ class PathsPolicy(Strict):
     allow_outside_exports_root: bool = False
 
 
+# ---------------------------------------------------------------- alerts
+# Ids of the Airflow connections that alerts go through (credentials stay in the connection, never here).
+AlertConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")]
+
+
+class EmailAlerts(Strict):
+    """E-mail alerts through the SMTP provider: ``connection`` is an Airflow connection of type smtp (host,
+    port, login, password; ``from_email`` in its extra unless given here)."""
+
+    connection: AlertConnectionId
+    to: list[EmailAddress] = Field(min_length=1)
+    from_email: EmailAddress | None = None
+
+
+class SlackAlerts(Strict):
+    """Slack alerts through the Slack provider's incoming-webhook notifier: ``connection`` is an Airflow
+    connection of type slackincomingwebhook (the webhook URL, a secret, lives there)."""
+
+    connection: AlertConnectionId
+
+
+class Alerts(Strict):
+    """``alerts:`` in workspace.yaml: where a failed task and a late run of the DAGs are reported."""
+
+    email: EmailAlerts | None = None
+    slack: SlackAlerts | None = None
+
+
 class WorkspaceFile(Strict):
     """``workspace.yaml``: the workspace's name and defaults.
 
@@ -266,6 +295,7 @@ class WorkspaceFile(Strict):
     default_merge_policy: str | None = None
     guardrails: Guardrails = Field(default_factory=Guardrails)
     paths: PathsPolicy = Field(default_factory=PathsPolicy)
+    alerts: Alerts = Field(default_factory=Alerts)
 
     @property
     def default_policy_name(self) -> str:

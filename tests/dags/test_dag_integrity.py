@@ -69,7 +69,7 @@ def test_cdp_daily_task_graph(dagbag: DagBag) -> None:
         "build_profiles": ["check_profiles"],
         "check_profiles": ["evaluate_audiences"],
         "evaluate_audiences": ["check_audiences"],
-        "check_audiences": ["export"],
+        "check_audiences": ["check_exports", "export", "report"],
         "list_destinations": ["export", "load_workspace"],
         "export": ["check_exports"], "check_exports": ["report"],
         "report": [],
