@@ -279,6 +279,23 @@ class Alerts(Strict):
     slack: SlackAlerts | None = None
 
 
+# ---------------------------------------------------------------- maintenance
+class Maintenance(Strict):
+    """``maintenance:`` in workspace.yaml: what the daily ``cdp_maintenance`` run keeps (see jobs/maintenance.py).
+
+    ``vacuum_retention_hours``: data files no Delta version younger than this needs are deleted; at least 168
+    (7 days, Delta's own safety check: a reader or a writer of an older version may still need them).
+    ``landing_days``: landed files (local landing zone) of run dates older than this are removed; null keeps them.
+    """
+
+    vacuum_retention_hours: StrictInt = Field(default=168, ge=168, le=MAX_DAYS * 24)
+    quarantine_days: Days = 90
+    metrics_days: Days = 400
+    ledger_days: Days = 400
+    landing_days: Days | None = 30
+    exited_membership_days: Days = 30
+
+
 class WorkspaceFile(Strict):
     """``workspace.yaml``: the workspace's name and defaults.
 
@@ -296,6 +313,7 @@ class WorkspaceFile(Strict):
     guardrails: Guardrails = Field(default_factory=Guardrails)
     paths: PathsPolicy = Field(default_factory=PathsPolicy)
     alerts: Alerts = Field(default_factory=Alerts)
+    maintenance: Maintenance = Field(default_factory=Maintenance)
 
     @property
     def default_policy_name(self) -> str:
