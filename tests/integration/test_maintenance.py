@@ -36,7 +36,8 @@ def test_maintenance_removes_exactly_what_is_past_its_retention(spark: SparkSess
     # Defaults for 2026-11-27: quarantine 90 days (cutoff 2026-08-29), metrics and ledgers 400 days (cutoff
     # 2025-10-23), exited memberships 30 days (cutoff 2026-10-28), landed folders 30 days (cutoff 2026-10-28).
     append(spark, lake / "quarantine", "dataset string, batch_date date, row_number int",
-           [("crm_profiles", D("2026-08-28"), 1), ("crm_profiles", D("2026-08-29"), 2), ("web_events", D("2026-11-27"), 3)])
+           [("crm_profiles", D("2026-08-28"), 1), ("crm_profiles", D("2026-08-29"), 2),
+            ("web_events", D("2026-11-27"), 3)])
     append(spark, lake / "run_metrics", "run_date date, step string, scope string, metric string, value long",
            [(D("2025-10-22"), "validate", "crm_profiles", "rows_read", 10),
             (D("2025-10-23"), "validate", "crm_profiles", "rows_read", 11)])
