@@ -189,3 +189,22 @@ def test_a_bad_alerts_block_is_a_workspace_error(tmp_path: Path, repo_root: Path
     assert [str(p) for p in failed.value.problems] == [
         "workspace.yaml: alerts.email.to.1: String should match pattern "
         "'^[^@\\s<>,;]+@[^@\\s<>,;]+\\.[^@\\s<>,;]+$'"]
+
+
+def test_a_mapped_task_is_named_by_its_map_index_label() -> None:
+    from types import SimpleNamespace
+
+    import pendulum
+    from cdp_provider.alerts import failure_alert
+
+    # The task instance's attributes the alert reads (a real RuntimeTaskInstance needs a running task).
+    ti = SimpleNamespace(task_id="export", rendered_map_index="marketing_landing", map_index=3, dag_id="cdp_daily",
+                         run_id="scheduled__2026-11-27T00:00:00+00:00", try_number=3,
+                         log_url="http://localhost:8080/dags/cdp_daily/runs/x/tasks/export/mapped/3?try_number=3")
+    alert = failure_alert({"ti": ti, "data_interval_start": pendulum.datetime(2026, 11, 27, tz="UTC")})
+    assert alert.subject == "[cdp] cdp_daily: task export[marketing_landing] failed for run date 2026-11-27"
+    assert alert.text() == (
+        "[cdp] cdp_daily: task export[marketing_landing] failed for run date 2026-11-27\n"
+        "DAG: cdp_daily\nTask: export[marketing_landing]\nRun date: 2026-11-27\n"
+        "Run: scheduled__2026-11-27T00:00:00+00:00\nTry: 3\n"
+        "Log: http://localhost:8080/dags/cdp_daily/runs/x/tasks/export/mapped/3?try_number=3")
