@@ -4,14 +4,17 @@ stays; small files are compacted, and VACUUM keeps files younger than the 7-day 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
 import pytest
+from cdp_provider.operators.spark_job import CdpSparkJobOperator
 from pyspark.sql import SparkSession
 
 from cdp.run_context import RunContext
 from cdp.settings import Settings
+from cdp.spark_connect import ServerState
 from cdp.workspace.loader import load_workspace
 from jobs import maintenance
 
@@ -102,3 +105,25 @@ def test_vacuum_retention_below_seven_days_is_refused(tmp_path: Path, repo_root:
         load_workspace(str(workspace))
     assert [str(p) for p in failed.value.problems] == [
         "workspace.yaml: maintenance.vacuum_retention_hours: Input should be greater than or equal to 168"]
+
+
+@pytest.mark.integration
+def test_the_dag_runs_maintenance_as_a_spark_connect_client(spark: SparkSession, tmp_path: Path, repo_root: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            spark_connect_server: ServerState) -> None:
+    """The way cdp_maintenance runs it: the operator, the job as a client of the loopback Connect server."""
+    lake = tmp_path / "lake"
+    append(spark, lake / "quarantine", "dataset string, batch_date date, row_number int",
+           [("crm_profiles", D("2026-01-02"), 1), ("crm_profiles", D("2026-11-20"), 2)])
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(
+        {"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": spark_connect_server.port}))
+    for name, value in (("CDP_WORKSPACE", str(repo_root / "examples" / "retail")), ("CDP_LAKE", str(lake)),
+                        ("CDP_LANDING", str(tmp_path / "landing")), ("CDP_EXPORTS", str(tmp_path / "exports"))):
+        monkeypatch.setenv(name, value)
+    CdpSparkJobOperator(task_id="maintenance", job="maintenance", run_date="2026-11-27").execute(
+        {"run_id": "scheduled__2026-11-27T03:00:00+00:00"})
+
+    assert [r["row_number"] for r in spark.read.format("delta").load(str(lake / "quarantine")).collect()] == [2]
+    metrics = spark.read.format("delta").load(str(lake / "run_metrics")).where("step = 'maintenance'")
+    assert sorted((r["metric"], r["value"]) for r in metrics.collect()) == [
+        ("deleted.quarantine", 1), ("landing_folders_removed", 0), ("tables_maintained", 1)]
