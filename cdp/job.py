@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # spark-submit passes the Python driver's exit code on; the operator maps this one to "do not retry".
 EXIT_DETERMINISTIC = 3
+# When set (by the Airflow operator), a job that fails writes its error here as JSON {"error", "message"}, so
+# the task's failure names it without parsing the log.
+FAILURE_FILE_ENV = "CDP_JOB_FAILURE_FILE"
 STARTED = "started"
 COMMITTED = "committed"
 
@@ -88,6 +93,19 @@ def check_prerequisites(spark: SparkSession, lake: Lake, run_date: dt.date, step
                                 + ". Run (or clear and re-run) those tasks first.")
 
 
+def write_failure(exc: CdpError) -> None:
+    """Write ``exc`` to the file named by ``CDP_JOB_FAILURE_FILE`` (when set) for the operator to report."""
+    path = os.environ.get(FAILURE_FILE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump({"error": type(exc).__name__, "message": str(exc)}, out)
+    except OSError as io_error:
+        # The error itself is already in the log; a missing report must not hide it.
+        log.warning("could not write the failure report %s: %s", path, io_error)
+
+
 def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     # Turn SIGTERM (Airflow stopping the task) into SystemExit so that `finally` blocks clean up
     # temporary files (downloaded landing files hold PII) before the process ends.
@@ -119,6 +137,7 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None, step: C
             mark_step(spark, ctx.lake, ctx.run_date, key, COMMITTED, ctx.run_id)
     except CdpError as exc:
         log.error("%s", exc)
+        write_failure(exc)
         sys.exit(1 if exc.retryable else EXIT_DETERMINISTIC)
     finally:
         if spark is not None and is_remote(spark):

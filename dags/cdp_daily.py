@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.interval import CronDataIntervalTimetable
+from cdp_provider.alerts import WorkspaceAlertNotifier, notify_late_run
 from cdp_provider.operators.spark_job import CdpSparkJobOperator
 
 DOC = """
@@ -37,8 +41,17 @@ inputs are half-written) fail their task at once; other failures are retried (`C
 Every Spark step records itself in `step_runs` (started, then committed) and refuses to start
 unless the steps it reads from committed the run date.
 
+Trigger Params (all optional): `audiences` and `destinations` choose which destinations export
+(default all; every audience is evaluated anyway), `full_resync` sends chosen destinations every
+current member, `full_identity_rebuild` recomputes every identity component. Names are checked
+against the workspace when the run starts (`list_destinations`): an unknown one fails the run at once.
+
 Identity resolution recomputes only the graph components touched since the previous run; trigger
 with the param `full_identity_rebuild` to recompute every component (the result is the same).
+
+Alerts: a task that fails for good, and a run not finished `CDP_LATE_RUN_HOURS` (default 6) hours
+after it was queued (a deadline alert), are sent on the channels of the workspace's `alerts:` block
+(e-mail through an SMTP connection, Slack through an incoming-webhook connection).
 
 Workspace, lake, landing and exports come from `CDP_WORKSPACE`, `CDP_LAKE`, `CDP_LANDING`,
 `CDP_EXPORTS` on the worker; Spark's master from the `spark_default` connection.
@@ -49,7 +62,13 @@ default_args = {
     "owner": "cdp",
     "retries": int(os.environ.get("CDP_TASK_RETRIES", "2")),
     "retry_delay": pendulum.duration(minutes=2),
+    # A task that failed for good (no retry left, or a deterministic failure): one alert on the workspace's
+    # `alerts:` channels, read when the alert is sent.
+    "on_failure_callback": WorkspaceAlertNotifier(),
 }
+# A run not finished this many hours after it was queued is late (queued, not the logical date: a backfill of
+# an old day is not late at once). Part of the DAG's definition, so read from the environment, not the workspace.
+LATE_RUN_HOURS = float(os.environ.get("CDP_LATE_RUN_HOURS", "6"))
 
 with DAG(
     dag_id="cdp_daily",
@@ -60,18 +79,39 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=default_args,
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                           interval=dt.timedelta(hours=LATE_RUN_HOURS),
+                           callback=AsyncCallback(notify_late_run), name="late_run"),
     tags=["cdp", "daily", "activation"],
     params={
+        "audiences": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            title="Audiences",
+            description="Audience ids whose destinations this run exports to (empty: all). Every audience is still "
+            "evaluated (statuses are relative to the previous day's complete snapshot); only destinations mapping "
+            "one of these run their export. An id the workspace does not define fails the run at once.",
+        ),
+        "destinations": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            title="Destinations",
+            description="Destination names to export to (empty: all). An unknown name fails the run at once.",
+        ),
         "full_resync": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            title="Full resync",
             description="Destinations whose export sends every current member of their audiences this run, "
             "whatever was delivered before (an incremental destination starts over; recorded as mode resync).",
         ),
         "full_identity_rebuild": Param(
             False,
             type="boolean",
+            title="Full identity rebuild",
             description="Recompute every identity graph component instead of only those touched since the "
             "previous run (same result; use after restoring the lake or to re-verify it).",
         ),
@@ -87,13 +127,18 @@ with DAG(
         return sorted(checked_workspace().datasets)
 
     @task
-    def list_destinations() -> list[str]:
-        """The workspace's destinations, one export task each."""
+    def list_destinations(params: dict[str, Any] | None = None) -> list[str]:
+        """The destinations this run exports to, one export task each: the Params audiences / destinations /
+        full_resync checked against the workspace (an unknown name fails the run at once, naming it)."""
+        from cdp_provider.run_selection import selected_destinations
         from cdp_provider.workspace import checked_workspace
 
-        return sorted(checked_workspace().destinations)
+        return selected_destinations(checked_workspace(), params or {})
 
+    # The Params are checked first: a run triggered with an unknown name stops before it reads anything.
+    destinations = list_destinations()
     datasets = load_workspace()
+    destinations >> datasets
 
     validate = CdpSparkJobOperator.partial(
         task_id="validate", job="validate", map_index_template="{{ task.dataset }}"
@@ -118,10 +163,16 @@ with DAG(
         job="export",
         map_index_template="{{ task.destination }}",
         full_resync="{{ params.full_resync | join(',') }}",
-    ).expand(destination=list_destinations())
+    ).expand(destination=destinations)
     # The report runs whatever happened to the exports: one destination down fails its own task only, and
-    # the report still says what every other destination received.
-    report = CdpSparkJobOperator(task_id="report", job="report", trigger_rule="all_done")
+    # the report still says what every other destination received. "all_done_min_one_success" with the audience
+    # gate upstream too: both run once the run reached the exports, and neither when it stopped before (a
+    # failed gate, an unknown name in the Params), which would only fail again and send a second alert.
+    report = CdpSparkJobOperator(task_id="report", job="report", trigger_rule="all_done_min_one_success")
+    audience_gate = check("audiences")
+    # Runs whatever the exports did: a destination that failed is counted, and every delivered file must
+    # hold exactly the rows its destination activated.
+    export_gate = check("exports", trigger_rule="all_done_min_one_success")
 
     (
         validate
@@ -132,10 +183,9 @@ with DAG(
         >> profiles
         >> check("profiles")
         >> audiences
-        >> check("audiences")
+        >> audience_gate
         >> export
-        # Runs whatever the exports did: a destination that failed is counted, and every delivered file must
-        # hold exactly the rows its destination activated.
-        >> check("exports", trigger_rule="all_done")
+        >> export_gate
         >> report
     )
+    audience_gate >> [export_gate, report]

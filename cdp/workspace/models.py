@@ -314,6 +314,52 @@ class PathsPolicy(Strict):
     allow_outside_exports_root: bool = False
 
 
+# ---------------------------------------------------------------- alerts
+# Ids of the Airflow connections that alerts go through (credentials stay in the connection, never here).
+AlertConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")]
+
+
+class EmailAlerts(Strict):
+    """E-mail alerts through the SMTP provider: ``connection`` is an Airflow connection of type smtp (host,
+    port, login, password; ``from_email`` in its extra unless given here)."""
+
+    connection: AlertConnectionId
+    to: list[EmailAddress] = Field(min_length=1)
+    from_email: EmailAddress | None = None
+
+
+class SlackAlerts(Strict):
+    """Slack alerts through the Slack provider's incoming-webhook notifier: ``connection`` is an Airflow
+    connection of type slackincomingwebhook (the webhook URL, a secret, lives there)."""
+
+    connection: AlertConnectionId
+
+
+class Alerts(Strict):
+    """``alerts:`` in workspace.yaml: where a failed task and a late run of the DAGs are reported."""
+
+    email: EmailAlerts | None = None
+    slack: SlackAlerts | None = None
+
+
+# ---------------------------------------------------------------- maintenance
+class Maintenance(Strict):
+    """``maintenance:`` in workspace.yaml: what the daily ``cdp_maintenance`` run keeps (see jobs/maintenance.py).
+
+    ``vacuum_retention_hours``: data files no Delta version younger than this needs are deleted; at least 168
+    (7 days, Delta's own safety check: a reader or a writer of an older version may still need them).
+    ``landing_days``: landed files (local landing zone) of run dates older than this are removed; null keeps them.
+    """
+
+    vacuum_retention_hours: StrictInt = Field(default=168, ge=168, le=MAX_DAYS * 24)
+    quarantine_days: Days = 90
+    metrics_days: Days = 400
+    ledger_days: Days = 400
+    landing_days: Days | None = 30
+    exited_membership_days: Days = 30
+
+
 class WorkspaceFile(Strict):
     """``workspace.yaml``: the workspace's name and defaults.
 
@@ -331,6 +377,8 @@ class WorkspaceFile(Strict):
     guardrails: Guardrails = Field(default_factory=Guardrails)
     paths: PathsPolicy = Field(default_factory=PathsPolicy)
     governance: Governance = Field(default_factory=Governance)
+    alerts: Alerts = Field(default_factory=Alerts)
+    maintenance: Maintenance = Field(default_factory=Maintenance)
 
     @property
     def default_policy_name(self) -> str:

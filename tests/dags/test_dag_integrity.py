@@ -36,7 +36,7 @@ def dagbag() -> DagBag:
 
 def test_no_import_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"cdp_daily"}
+    assert set(dagbag.dag_ids) == {"cdp_daily", "cdp_maintenance"}
 
 
 def test_policy_tags_retries_docs(dagbag: DagBag) -> None:
@@ -69,8 +69,8 @@ def test_cdp_daily_task_graph(dagbag: DagBag) -> None:
         "build_profiles": ["check_profiles"],
         "check_profiles": ["evaluate_audiences"],
         "evaluate_audiences": ["check_audiences"],
-        "check_audiences": ["export"],
-        "list_destinations": ["export"],
+        "check_audiences": ["check_exports", "export", "report"],
+        "list_destinations": ["export", "load_workspace"],
         "export": ["check_exports"], "check_exports": ["report"],
         "report": [],
     }
@@ -98,3 +98,19 @@ def test_full_identity_rebuild_param_reaches_the_job(dagbag: DagBag) -> None:
     for value, mode in ((False, "auto"), (True, "full")):
         rendered = task.render_template(task.extra_args, {"params": {"full_identity_rebuild": value}})
         assert rendered == ["--mode", mode]
+
+
+def test_cdp_maintenance_runs_the_maintenance_job_daily(dagbag: DagBag) -> None:
+    """One task, the maintenance job, for the run date; once a day at 03:00 UTC, one run at a time."""
+    import pendulum
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    dag = dagbag.dags["cdp_maintenance"]
+    assert [t.task_id for t in dag.tasks] == ["maintenance"]
+    task = dag.get_task("maintenance")
+    assert task.application.endswith("jobs/maintenance.py")  # type: ignore[attr-defined]
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    interval = dag.timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 11, 28, 9, 30, tz="UTC"))
+    assert (interval.start.isoformat(), interval.end.isoformat()) == (
+        "2026-11-27T03:00:00+00:00", "2026-11-28T03:00:00+00:00")
+    assert dag.max_active_runs == 1

@@ -3,8 +3,10 @@ on a job's deterministic error, and lets Airflow retry others."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -14,7 +16,9 @@ from airflow.exceptions import AirflowException, AirflowFailException
 from cdp_provider.operators.spark_job import CdpSparkJobOperator
 from pyspark.sql import SparkSession
 
+from cdp.destinations.ledger import record_destination_metrics
 from cdp.job import EXIT_DETERMINISTIC
+from cdp.lake import Lake
 from cdp.spark_connect import ServerState, free_port
 
 
@@ -93,16 +97,78 @@ def test_both_modes_run_the_job_and_write_the_same_tables(
         ("validate", "crm_profiles", "committed", "manual__1")]
 
 
-def test_connect_mode_fails_at_once_on_a_deterministic_error(
+def connect_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path, port: int) -> Path:
+    """:func:`job_environment` with spark_default pointing at the loopback Spark Connect server on ``port``."""
+    connection = json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": port})
+    return job_environment(monkeypatch, tmp_path, repo_root, connection)
+
+
+def test_connect_mode_fails_at_once_when_a_step_before_did_not_commit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path, spark_connect_server: ServerState) -> None:
-    connection = json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1",
-                             "port": spark_connect_server.port})
-    job_environment(monkeypatch, tmp_path, repo_root, connection)
+    connect_environment(monkeypatch, tmp_path, repo_root, spark_connect_server.port)
     operator = CdpSparkJobOperator(task_id="ingest", job="ingest", dataset="no_such_dataset", run_date="2026-11-27")
     with pytest.raises(AirflowFailException) as failed:
         operator.execute({"run_id": "manual__1"})
-    assert str(failed.value) == ("job ingest failed with an error that a retry cannot fix (see the job's log above); "
-                                 "fix the cause, then clear the task")
+    assert str(failed.value) == (
+        "job ingest failed with a step whose inputs are not committed, which a retry cannot fix (fix the cause, then "
+        "clear the task): ingest[no_such_dataset] cannot start: validate[no_such_dataset] has not run for "
+        "2026-11-27. Run (or clear and re-run) those tasks first.")
+
+
+def test_a_workspace_error_fails_at_once_naming_the_file_and_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path, spark_connect_server: ServerState) -> None:
+    connect_environment(monkeypatch, tmp_path, repo_root, spark_connect_server.port)
+    workspace = tmp_path / "workspace"
+    shutil.copytree(repo_root / "examples" / "retail", workspace)
+    config = workspace / "workspace.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("max_rejected_share: 0.10",
+                                                                 "max_rejected_share: 2"), encoding="utf-8")
+    monkeypatch.setenv("CDP_WORKSPACE", str(workspace))
+    operator = CdpSparkJobOperator(task_id="validate", job="validate", dataset="crm_profiles", run_date="2026-11-27")
+    with pytest.raises(AirflowFailException) as failed:
+        operator.execute({"run_id": "manual__1"})
+    assert str(failed.value) == (
+        "job validate failed with a workspace error, which a retry cannot fix (fix the cause, then clear the task): "
+        "workspace has 1 problem(s):\n  - workspace.yaml: guardrails.max_rejected_share: Input should be less than "
+        "or equal to 1")
+
+
+def test_a_rejected_batch_fails_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path, spark_connect_server: ServerState) -> None:
+    connect_environment(monkeypatch, tmp_path, repo_root, spark_connect_server.port)
+    # Two bad records of eleven (18%), over the example's 10% threshold.
+    bad = CRM_CSV.replace("C001,p1@example.com", "C001,not-an-email-either")
+    (tmp_path / "landing" / "crm" / "2026-11-27" / "crm.csv").write_text(bad, encoding="utf-8")
+    operator = CdpSparkJobOperator(task_id="validate", job="validate", dataset="crm_profiles", run_date="2026-11-27")
+    with pytest.raises(AirflowFailException) as failed:
+        operator.execute({"run_id": "manual__1"})
+    assert str(failed.value) == (
+        "job validate failed with a rejected batch, which a retry cannot fix (fix the cause, then clear the task): "
+        "dataset crm_profiles: 2 of 11 records rejected (18.2% > 10.0% allowed); top reasons: bad_format 2")
+
+
+def test_a_failed_quality_gate_fails_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path, spark: SparkSession,
+        spark_connect_server: ServerState) -> None:
+    lake = connect_environment(monkeypatch, tmp_path, repo_root, spark_connect_server.port)
+    # A destination whose counts do not reconcile: 5 received, 3 activated, nothing excluded or failed.
+    record_destination_metrics(spark, Lake(str(lake)), (
+        "marketing_landing", dt.date(2026, 11, 27), "manual__1", "local", "full", None, 5, 3, {}, 0, 0, 0, 0,
+        "delivered", None), "marketing_landing", dt.date(2026, 11, 27))
+    operator = CdpSparkJobOperator(task_id="check_exports", job="check_quality", extra_args=["--stage", "exports"],
+                                   run_date="2026-11-27")
+    with pytest.raises(AirflowFailException) as failed:
+        operator.execute({"run_id": "manual__1"})
+    assert str(failed.value) == (
+        "job check_quality failed with a failed quality gate, which a retry cannot fix (fix the cause, then clear the "
+        "task): data-quality check 'exports' failed 2 of 2 expectations; the run stops here so that bad data does not "
+        "flow on:\n"
+        "  - destination_counts: expect_column_values_to_be_null(column='count_problem') FAILED — "
+        '{"unexpected_count": 1, "unexpected_percent": 100.0, "unexpected_samples": ["marketing_landing: received 5 '
+        '!= activated 3 + excluded 0 + failed 0"]}\n'
+        "  - destination_counts: expect_column_values_to_be_null(column='rows_problem') FAILED — "
+        '{"unexpected_count": 1, "unexpected_percent": 100.0, "unexpected_samples": ["marketing_landing: activated 3 '
+        'but the delivered files hold 0 row(s)"]}')
 
 
 def test_connect_mode_retries_when_the_server_is_unreachable(

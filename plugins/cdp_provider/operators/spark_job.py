@@ -14,10 +14,12 @@ connection (``spark_default``) decides how the job runs, so the same DAG runs un
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -34,7 +36,16 @@ from cdp.spark_conf import delta_jars, submit_conf
 EXIT_DETERMINISTIC = 3
 # cdp.spark.REMOTE_ENV, repeated for the same reason: the job's session connects to this URL.
 REMOTE_ENV = "CDP_SPARK_REMOTE"
+# cdp.job.FAILURE_FILE_ENV, repeated for the same reason: where the job writes the error it failed with.
+FAILURE_FILE_ENV = "CDP_JOB_FAILURE_FILE"
 CONNECT_CONN_TYPE = SparkConnectHook.conn_type
+# What each deterministic error of cdp.errors is to the person reading the task's failure.
+DETERMINISTIC_KINDS = {
+    "WorkspaceError": "a workspace error",
+    "BatchRejectedError": "a rejected batch",
+    "DataQualityError": "a failed quality gate",
+    "StepNotReadyError": "a step whose inputs are not committed",
+}
 
 
 class CdpSparkJobOperator(SparkSubmitOperator):
@@ -72,6 +83,7 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         self.run_date = run_date
         # Comma-separated destinations to resync in full (rendered from the DAG's Param).
         self.full_resync = full_resync
+        self._failure_file = ""
 
     def job_arguments(self, run_id: str) -> list[str]:
         """The command-line arguments of the job (settings are read from the worker's environment)."""
@@ -110,7 +122,16 @@ class CdpSparkJobOperator(SparkSubmitOperator):
 
     def execute(self, context: Any) -> None:
         self.application_args = self.job_arguments(str(context["run_id"]))
-        self.env_vars = {**(self.env_vars or {}), **self.connection_env()}
+        handle, failure_file = tempfile.mkstemp(prefix="cdp-job-failure-", suffix=".json")
+        os.close(handle)
+        self._failure_file = failure_file
+        self.env_vars = {**(self.env_vars or {}), **self.connection_env(), FAILURE_FILE_ENV: failure_file}
+        try:
+            self._execute_job(context)
+        finally:
+            os.unlink(failure_file)
+
+    def _execute_job(self, context: Any) -> None:
         url = self.connect_url()
         if url is not None:
             self._run_connect_client(url)
@@ -128,8 +149,21 @@ class CdpSparkJobOperator(SparkSubmitOperator):
             raise
 
     def _deterministic_failure(self) -> AirflowFailException:
-        return AirflowFailException(f"job {self.job} failed with an error that a retry cannot fix (see the job's "
-                                    "log above); fix the cause, then clear the task")
+        """The task's failure, naming the job's error when the job reported it (a driver on this machine)."""
+        report: dict[str, str] = {}
+        try:
+            with open(self._failure_file, encoding="utf-8") as failure:
+                text = failure.read()
+            report = json.loads(text) if text else {}
+        except (OSError, ValueError):
+            # A cluster-mode driver writes the report on its own machine: the job's log still says it all.
+            report = {}
+        if not report.get("message"):
+            return AirflowFailException(f"job {self.job} failed with an error that a retry cannot fix (see the "
+                                        "job's log above); fix the cause, then clear the task")
+        kind = DETERMINISTIC_KINDS.get(report.get("error", ""), "an error")
+        return AirflowFailException(f"job {self.job} failed with {kind}, which a retry cannot fix (fix the cause, "
+                                    f"then clear the task): {report['message']}")
 
     def _run_connect_client(self, url: str) -> None:
         """Run the job module as a Spark Connect client of ``url``, its output in the task log."""
