@@ -14,7 +14,8 @@ from cdp_provider.run_selection import selected_destinations
 from cdp.workspace.loader import Workspace, load_workspace
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
-ALL = ["ads_partner_s3", "analytics_gcs", "crm_sync_azure", "marketing_landing", "partner_sftp"]
+ALL = ["ads_partner_s3", "analytics_gcs", "crm_api", "crm_sync_azure", "marketing_landing", "partner_sftp",
+       "profile_bus", "profile_stream"]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,12 @@ def test_the_run_exports_to_the_chosen_destinations(retail: Workspace, params: d
      "engaged_readers, french_high_points, gold_members); trigger the run again with names from that list"),
     ({"destinations": ["marketing_landnig"]},
      "Param destinations: unknown destination(s) 'marketing_landnig' (the workspace defines: ads_partner_s3, "
-     "analytics_gcs, crm_sync_azure, marketing_landing, partner_sftp); trigger the run again with names from that "
-     "list"),
+     "analytics_gcs, crm_api, crm_sync_azure, marketing_landing, partner_sftp, profile_bus, profile_stream); trigger "
+     "the run again with names from that list"),
     ({"full_resync": ["s3"]},
      "Param full_resync: unknown destination(s) 's3' (the workspace defines: ads_partner_s3, analytics_gcs, "
-     "crm_sync_azure, marketing_landing, partner_sftp); trigger the run again with names from that list"),
+     "crm_api, crm_sync_azure, marketing_landing, partner_sftp, profile_bus, profile_stream); trigger the run again "
+     "with names from that list"),
     ({"audiences": ["gold_members"], "destinations": ["partner_sftp"]},
      "Param audiences: 'gold_members' mapped to none of the destinations of this run (partner_sftp); add a "
      "destination that maps it to the Param destinations, or leave it out"),
@@ -93,7 +95,7 @@ def test_the_dag_checks_the_params_before_anything_runs(dagbag: DagBag, repo_roo
     assert "load_workspace" in task.downstream_task_ids
     monkeypatch.setenv("CDP_WORKSPACE", str(repo_root / "examples" / "retail"))
     assert task.python_callable(params={"audiences": ["cart_abandoners"]}) == [  # type: ignore[attr-defined]
-        "analytics_gcs", "crm_sync_azure", "marketing_landing"]
+        "analytics_gcs", "crm_sync_azure", "marketing_landing", "profile_bus", "profile_stream"]
     with pytest.raises(AirflowFailException) as failed:
         task.python_callable(params={"destinations": ["nowhere"]})  # type: ignore[attr-defined]
     assert str(failed.value).startswith("Param destinations: unknown destination(s) 'nowhere' (the workspace defines")

@@ -14,7 +14,7 @@ from cdp.data_dictionary import render_data_dictionary
 def test_validate_example_workspace(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(repo_root / "examples" / "retail")]) == 0
     assert capsys.readouterr().out == (
-        "workspace 'retail' is valid: 4 schemas, 4 datasets, 5 namespaces, 4 audiences, 5 destinations\n"
+        "workspace 'retail' is valid: 4 schemas, 4 datasets, 5 namespaces, 4 audiences, 8 destinations\n"
         "audience cart_abandoners: batch only (event window of 7 days is over 24 hours)\n"
         "audience engaged_readers: batch only (event window of 14 days is over 24 hours)\n"
         "audience french_high_points: streaming-eligible (attribute conditions only)\n"

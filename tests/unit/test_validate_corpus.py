@@ -69,7 +69,7 @@ def test_broken_workspace(case_id: str, edits: list, expected: list[str], roots:
 def test_example_is_valid_under_the_test_roots(roots: Roots, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = validate(roots, capsys)
     assert code == 0, lines
-    assert lines[0] == "workspace 'retail' is valid: 4 schemas, 4 datasets, 5 namespaces, 4 audiences, 5 destinations"
+    assert lines[0] == "workspace 'retail' is valid: 4 schemas, 4 datasets, 5 namespaces, 4 audiences, 8 destinations"
 
 
 def test_billion_laughs_is_refused_fast_in_bounded_memory() -> None:

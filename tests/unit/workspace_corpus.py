@@ -171,8 +171,10 @@ case("mistyped_namespace_type", [replace("namespaces.yaml", "type: email", "type
 case("mistyped_namespace_code", [replace("namespaces.yaml", "code: crm_id", "code: crm_idd")],
      "schemas/crm_profile.yaml: fields.crm_id.identity.namespace: namespace 'crm_id' is not declared in "
      "namespaces.yaml (declared: crm_idd, ecid, email, loyalty_id, phone); also named by schemas/web_event.yaml: "
-     "fields.crm_id.identity.namespace, destinations/crm_sync_azure.yaml: mapping.0.source, "
-     "destinations/marketing_landing.yaml: mapping.0.source, destinations/partner_sftp.yaml: mapping.0.source")
+     "fields.crm_id.identity.namespace, destinations/crm_api.yaml: mapping.0.source, "
+     "destinations/crm_sync_azure.yaml: mapping.0.source, destinations/marketing_landing.yaml: mapping.0.source, "
+     "destinations/partner_sftp.yaml: mapping.0.source, destinations/profile_bus.yaml: mapping.0.source, "
+     "destinations/profile_stream.yaml: mapping.0.source")
 case("mistyped_namespace_reference", [replace("schemas/loyalty_member.yaml", "namespace: email", "namespace: emial")],
      f"schemas/loyalty_member.yaml: fields.email.identity.namespace: namespace 'emial' is not declared in "
      f"namespaces.yaml ({DECLARED})")
@@ -396,8 +398,9 @@ case("file_too_large", [write("audiences/huge.yaml", "id: huge\nname: huge\n" + 
 case("renamed_field_one_problem", [replace("schemas/loyalty_member.yaml", "{name: tier,", "{name: loyalty_tier,")],
      "audiences/gold_members.yaml: rule.attribute: unknown attribute 'tier' (profile attributes: birth_date, city, "
      "consent_marketing, country, crm_id, email, first_name, joined_on, last_name, loyalty_id, loyalty_tier, phone, "
-     "points, updated_at); also named by destinations/crm_sync_azure.yaml: mapping.2.source, "
-     "destinations/marketing_landing.yaml: mapping.3.source")
+     "points, updated_at); also named by destinations/crm_api.yaml: mapping.3.source, "
+     "destinations/crm_sync_azure.yaml: mapping.2.source, destinations/marketing_landing.yaml: mapping.3.source, "
+     "destinations/profile_stream.yaml: mapping.1.source")
 
 # ---------------------------------------------------------------- streaming destinations (http, kafka, kinesis)
 STREAM_MAPPING = 'mapping:\n  - {source: "identity:crm_id", name: crm_id}\n'
