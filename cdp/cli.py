@@ -201,7 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console() -> None:
     """Entry point of the installed ``cdp`` script."""
-    raise SystemExit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`cdp validate | head`): no traceback; stdout is pointed at /dev/null so that
+        # the interpreter's own flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

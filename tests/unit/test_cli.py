@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ def test_validate_example_workspace(repo_root: Path, capsys: pytest.CaptureFixtu
         "audience engaged_readers: batch only (event window of 14 days is over 24 hours)\n"
         "audience french_high_points: streaming-eligible (attribute conditions only)\n"
         "audience gold_members: streaming-eligible (attribute conditions only)\n")
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(repo_root: Path) -> None:
+    """`cdp validate ... | head -1`: the pipe closes before cdp writes (here: before it even starts)."""
+    process = subprocess.Popen([sys.executable, "-m", "cdp.cli", "validate", str(repo_root / "examples" / "retail")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=repo_root)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert stderr == ""
 
 
 def test_validate_lists_every_problem_and_fails(tmp_path: Path, repo_root: Path,
