@@ -40,7 +40,7 @@ bench: setup
 	python -m bench
 
 airflow: setup
-	python scripts/spark_connect.py run -- airflow standalone
+	CDP_LATE_RUN_HOURS=$${CDP_LATE_RUN_HOURS:-6} python scripts/spark_connect.py run -- airflow standalone
 
 docs: setup
 	cdp docs

@@ -172,7 +172,8 @@ def test_a_late_run_alerts_by_email_and_slack(tmp_path: Path, repo_root: Path, s
     assert WEBHOOK_TOKEN not in smtp.messages[0].message.as_string()
 
 
-def test_the_dag_declares_the_late_run_deadline_and_the_failure_callback() -> None:
+def test_the_dag_declares_the_late_run_deadline_and_the_failure_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_LATE_RUN_HOURS", "6")
     dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags")).dags["cdp_daily"]
     [deadline] = dag.deadline or []
     assert isinstance(deadline.reference, DagRunQueuedAtDeadline)
@@ -180,6 +181,13 @@ def test_the_dag_declares_the_late_run_deadline_and_the_failure_callback() -> No
     assert deadline.callback.path == "cdp_provider.alerts.notify_late_run"
     assert all(type(t.on_failure_callback[0]).__name__ == "WorkspaceAlertNotifier"  # type: ignore[index]
                for t in dag.tasks)
+
+
+def test_no_deadline_unless_a_late_run_threshold_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `airflow dags test` cannot finish a DAG that declares a deadline (Airflow 3.1): the demo and the e2e run without.
+    monkeypatch.delenv("CDP_LATE_RUN_HOURS", raising=False)
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags")).dags["cdp_daily"]
+    assert not dag.deadline
 
 
 def test_a_bad_alerts_block_is_a_workspace_error(tmp_path: Path, repo_root: Path) -> None:
