@@ -42,6 +42,10 @@ PEOPLE = {f"p{i}": (f"C{i}", None, f"Name{i}", i) for i in range(1, 8)}
 @pytest.fixture()
 def connect_spark(spark_connect_server: ServerState, monkeypatch: pytest.MonkeyPatch) -> Iterator[SparkSession]:
     monkeypatch.setenv("CDP_SPARK_REMOTE", spark_connect_server.url)
+    # PySpark marks the whole process as a Connect client when it creates a remote session (this variable makes
+    # pyspark.sql.functions build Connect columns): set here, so that monkeypatch removes it after the test and
+    # the tests after this one get columns of the session-wide classic SparkSession again.
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
     session = get_session("cdp-test-streaming-connect")
     try:
         yield session
