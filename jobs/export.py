@@ -290,8 +290,6 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
 
         files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder,
                        written if observation is not None else None)
-        if not counts:  # no data file was rendered (never: a destination names at least one audience)
-            written()
         if encryptor is not None:
             # Delivered as <name>.pgp; what is recorded is the rendered file (see cdp.destinations.encryption).
             files = [dataclasses.replace(f, name=encrypted_name(f.name)) for f in files]

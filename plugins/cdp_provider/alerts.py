@@ -95,29 +95,27 @@ def send_alert(alerts: Alerts, alert: Alert) -> list[str]:
     A channel that fails is logged and the others are still tried; the failure is raised afterwards, so
     Airflow records that the callback failed.
     """
-    sent: list[str] = []
-    errors: list[Exception] = []
+    channels: list[tuple[str, str, Any]] = []
     if alerts.email is not None:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-        email = SmtpNotifier(to=list(alerts.email.to), from_email=alerts.email.from_email,
-                             smtp_conn_id=alerts.email.connection, subject=alert.subject, html_content=alert.html())
-        try:
-            # notify(), not __call__: the texts are final, nothing in them is a Jinja template to render.
-            email.notify({})
-            sent.append("email")
-        except Exception as exc:
-            log.error("alert e-mail through connection %s failed: %s", alerts.email.connection, type(exc).__name__)
-            errors.append(exc)
+        channels.append(("email", alerts.email.connection, SmtpNotifier(
+            to=list(alerts.email.to), from_email=alerts.email.from_email, smtp_conn_id=alerts.email.connection,
+            subject=alert.subject, html_content=alert.html())))
     if alerts.slack is not None:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        slack = SlackWebhookNotifier(slack_webhook_conn_id=alerts.slack.connection, text=alert.text())
+        channels.append(("slack", alerts.slack.connection,
+                         SlackWebhookNotifier(slack_webhook_conn_id=alerts.slack.connection, text=alert.text())))
+    sent: list[str] = []
+    errors: list[Exception] = []
+    for channel, connection, notifier in channels:
         try:
-            slack.notify({})
-            sent.append("slack")
+            # notify(), not __call__: the texts are final, nothing in them is a Jinja template to render.
+            notifier.notify({})
+            sent.append(channel)
         except Exception as exc:
-            log.error("alert to Slack through connection %s failed: %s", alerts.slack.connection, type(exc).__name__)
+            log.error("alert (%s) through connection %s failed: %s", channel, connection, type(exc).__name__)
             errors.append(exc)
     if errors:
         raise errors[0]
