@@ -71,7 +71,11 @@ default_args = {
 # Unset: no deadline. `airflow dags test` (make demo, make run, the e2e) fails to mark a successful run of a DAG
 # that declares one (Airflow 3.1: it looks the deadline up by an id it never stored), so only deployments with a
 # scheduler set it (`make airflow` sets 6).
-LATE_RUN_HOURS = float(os.environ.get("CDP_LATE_RUN_HOURS") or 0)
+try:
+    LATE_RUN_HOURS = float(os.environ.get("CDP_LATE_RUN_HOURS") or 0)
+except ValueError:
+    raise ValueError(f"CDP_LATE_RUN_HOURS={os.environ['CDP_LATE_RUN_HOURS']!r} is not a number of hours "
+                     "(e.g. 6, or unset for no late-run alert)") from None
 LATE_RUN = [DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(hours=LATE_RUN_HOURS),
                           callback=AsyncCallback(notify_late_run), name="late_run")] if LATE_RUN_HOURS > 0 else None
 
