@@ -1,7 +1,8 @@
 """`make bench`: run the benchmarks and write bench/results.md.
 
-    python -m bench [--suites generator,ingest,audiences,identity,export] [--rows 1000000,10000000]
-                    [--profiles 1000000] [--identities 1000000,10000000] [--export-rows 5000000] [--work DIR]
+    python -m bench [--suites generator,ingest,audiences,identity,export,streaming] [--rows 1000000,10000000]
+                    [--profiles 1000000] [--identities 1000000,10000000] [--export-rows 5000000]
+                    [--changes 1000000] [--endpoints http,kafka,kinesis] [--work DIR]
 
 Numbers are for this machine (2 cores, 24 GB); Spark runs local[2].
 """
@@ -23,7 +24,7 @@ from bench.measure import measure
 from cdp.settings import REPO_ROOT
 
 log = logging.getLogger("bench")
-SUITES = ("generator", "ingest", "audiences", "identity", "export")
+SUITES = ("generator", "ingest", "audiences", "identity", "export", "streaming")
 
 
 def bench_generator(work: Path, persons: int) -> dict[str, float]:
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identities", default="1000000,10000000",
                         help="identity graph sizes, in identities (about 10 minutes at 10M on 2 cores)")
     parser.add_argument("--export-rows", default="5000000", help="export sizes, in members of one audience")
+    parser.add_argument("--changes", default="1000000", help="streaming suite: profile changes sent to each endpoint")
+    parser.add_argument("--endpoints", default="http,kafka,kinesis", help="streaming suite: endpoints on loopback")
     parser.add_argument("--work", default=str(REPO_ROOT / "data" / "bench"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -109,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         for n in (int(x) for x in args.export_rows.split(",")):
             results["export"] += bench_export(spark, work, n)
         log.info("export: %s", results["export"])
+
+    if "streaming" in suites:
+        from bench.streaming import bench_streaming
+
+        spark = bench_session()
+        results["streaming"] = []
+        for n in (int(x) for x in args.changes.split(",")):
+            results["streaming"] += bench_streaming(spark, work, n, args.endpoints.split(","))
+        log.info("streaming: %s", results["streaming"])
 
     path = REPO_ROOT / "bench" / "results.md"
     sections = read_sections(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -8,7 +8,7 @@ ledger, metrics), against the tests' servers on 127.0.0.1 (the HTTP receiver in 
 broker, moto's Kinesis). Reported: messages per second over the export's wall time, the p50 / p95 latency
 from the end of audience evaluation to acknowledgement (destination_metrics) and the peak memory of the
 process tree. Targets on the 2-core machine: 10,000 messages/s to HTTP (batched), 50,000 to Kafka.
-Not wired into ``bench/__main__.py`` yet (the lead wires suites).
+Also the ``streaming`` suite of ``make bench`` (``python -m bench --suites streaming``).
 """
 
 from __future__ import annotations
@@ -97,30 +97,24 @@ def run_endpoint(spark: SparkSession, work: Path, endpoint: str, changes: int, c
             "peak_rss_mib": round(m.peak_rss_mib)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--changes", type=int, default=1_000_000)
-    parser.add_argument("--endpoints", default="http,kafka")
-    parser.add_argument("--work", default=tempfile.gettempdir())
-    args = parser.parse_args(argv)
+def bench_streaming(spark: SparkSession, work: Path, changes: int, endpoints: list[str]) -> list[dict[str, Any]]:
+    """One export of ``changes`` messages to each endpoint (http, kafka, kinesis) started on loopback."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     from servers.processes import S3_KEY_ID, S3_SECRET, MotoServer
     from servers.streaming import HttpReceiver, KafkaBroker
 
-    spark = get_session("cdp-bench-streaming")
-    work = Path(args.work)
     results = []
-    for endpoint in [e.strip() for e in args.endpoints.split(",") if e.strip()]:
+    for endpoint in endpoints:
         if endpoint == "http":
             with HttpReceiver() as receiver:
                 receiver.control("record", False)
-                result = run_endpoint(spark, work, endpoint, args.changes, receiver.connection())
+                result = run_endpoint(spark, work, endpoint, changes, receiver.connection())
                 result["received_by_endpoint"] = receiver.accepted()
         elif endpoint == "kafka":
             with KafkaBroker() as broker:
                 broker.create_topic("bench", partitions=2)
-                result = run_endpoint(spark, work, endpoint, args.changes, broker.connection())
+                result = run_endpoint(spark, work, endpoint, changes, broker.connection())
+                result["received_by_endpoint"] = broker.count("bench")
         elif endpoint == "kinesis":
             with MotoServer() as moto:
                 import boto3
@@ -131,11 +125,23 @@ def main(argv: list[str] | None = None) -> int:
                 client.get_waiter("stream_exists").wait(StreamName="bench", WaiterConfig={"Delay": 0.2})
                 connection = {"conn_type": "aws", "login": S3_KEY_ID, "password": S3_SECRET,
                               "extra": {"endpoint_url": moto.url, "region_name": "us-east-1"}}
-                result = run_endpoint(spark, work, endpoint, args.changes, connection)
+                result = run_endpoint(spark, work, endpoint, changes, connection)
         else:
-            parser.error(f"unknown endpoint {endpoint!r}: choose from http, kafka, kinesis")
+            raise ValueError(f"unknown endpoint {endpoint!r}: choose from http, kafka, kinesis")
         log.info("%s", result)
         results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=1_000_000)
+    parser.add_argument("--endpoints", default="http,kafka")
+    parser.add_argument("--work", default=tempfile.gettempdir())
+    args = parser.parse_args(argv)
+    results = bench_streaming(get_session("cdp-bench-streaming"), Path(args.work), args.changes,
+                              [e.strip() for e in args.endpoints.split(",") if e.strip()])
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     return 0
 

@@ -77,6 +77,14 @@ def format_report(report: dict[str, object]) -> str:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted((d["excluded"] or {}).items()) if v)
             if reasons:
                 lines.append(f"{'':<22}excluded: {reasons}")
+            failures = ", ".join(f"{k} {v}" for k, v in sorted((d.get("failed_by") or {}).items()) if v)
+            if failures:
+                lines.append(f"{'':<22}failed: {failures}")
+            if d.get("latency_p50_ms") is not None:
+                lines.append(f"{'':<22}latency to acknowledgement: p50 {d['latency_p50_ms']} ms, "
+                             f"p95 {d['latency_p95_ms']} ms")
+            if d.get("error"):
+                lines.append(f"{'':<22}error: {d['error']}")
     if files:
         lines += ["", "files:"]
         for f in files:

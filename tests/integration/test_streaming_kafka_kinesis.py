@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +16,14 @@ import boto3
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from servers.kinesis_faults import KinesisFaults
 from servers.processes import S3_KEY_ID, S3_SECRET, MotoServer
 from servers.streaming import KafkaBroker
 from streaming_lake import context, qualified, valid, workspace_with, write_day
 
 from cdp.delta_io import read_table
-from cdp.lake import DELIVERY_LEDGER, DESTINATION_METRICS
+from cdp.errors import DestinationError
+from cdp.lake import DELIVERY_FAILURES, DELIVERY_LEDGER, DESTINATION_METRICS
 from jobs import check_quality, export
 
 D1 = dt.date(2026, 11, 25)
@@ -100,3 +105,78 @@ def test_kinesis_records_keyed_by_profile(spark: SparkSession, lake_and_ws: Any,
     assert (counts["received"], counts["activated"], counts["failed"]) == (3, 3, 0)
     assert metrics(spark, ctx, "stream") == ("kinesis", 3, 3, 0, 3, "delivered")
     check_quality.run(spark, ws, ctx, "exports")
+
+
+THROTTLED = ("name: throttled\ntype: kinesis\nconnection: throttled\nstream: throttled-changes\n"
+             "audiences: [gold_members]\nbatching: {mode: configured, max_messages: 500}\n"
+             "retry: {attempts: 2, initial_wait_seconds: 0.05, max_wait_seconds: 0.1}\n" + MAPPING)
+
+
+def stream_records(client: Any, stream: str) -> list[dict[str, Any]]:
+    shard = client.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = client.get_shard_iterator(StreamName=stream, ShardId=shard,
+                                         ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return list(client.get_records(ShardIterator=iterator, Limit=100)["Records"])
+
+
+def test_kinesis_records_refused_inside_an_accepted_call_are_retried(
+        spark: SparkSession, tmp_path: Path, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PutRecords accepted with some records refused (a shard over its throughput): only those are sent again;
+    one refused on every attempt fails the task after the others are recorded, and the task's retry sends it
+    alone."""
+    _, ws, settings = workspace_with(tmp_path, {"throttled": THROTTLED})
+    ctx = context(settings, D1)
+    write_day(spark, ctx.lake, D1, PEOPLE, {p: ("realized", D1) for p in PEOPLE})
+    client = boto3.client("kinesis", endpoint_url=moto_server.url, region_name="us-east-1",
+                          aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+    client.create_stream(StreamName="throttled-changes", ShardCount=1)
+    client.get_waiter("stream_exists").wait(StreamName="throttled-changes", WaiterConfig={"Delay": 0.2})
+    with KinesisFaults(moto_server.port) as faults:
+        monkeypatch.setenv("AIRFLOW_CONN_THROTTLED", json.dumps({
+            "conn_type": "aws", "login": S3_KEY_ID, "password": S3_SECRET,
+            "extra": {"endpoint_url": faults.url, "region_name": "us-east-1"}}))
+        faults.fail("p2", times=1)  # refused once: the second attempt delivers it
+        faults.fail("p3", times=2)  # refused on both attempts of the run
+        message = ("destination throttled: 1 message(s) not acknowledged after 2 attempt(s) "
+                   "(kinesis_ProvisionedThroughputExceededException: 1); the next attempt or run sends only what "
+                   "was not acknowledged, with the same message ids")
+        with pytest.raises(DestinationError, match=re.escape(message)):
+            export.run(spark, ws, ctx, "throttled")
+        assert sorted(r["PartitionKey"] for r in stream_records(client, "throttled-changes")) == ["p1", "p2"]
+        assert metrics(spark, ctx, "throttled") == ("kinesis", 3, 2, 1, 2, "failed")
+        failures = read_table(spark, ctx.lake.path(DELIVERY_FAILURES)).where(F.col("destination") == "throttled")
+        assert [(r["profile_id"], r["error_class"], r["attempts"]) for r in failures.collect()] == [
+            ("p3", "kinesis_ProvisionedThroughputExceededException", 2)]
+
+        counts = export.run(spark, ws, ctx, "throttled")  # Airflow's retry of the task: the shard has capacity
+        assert faults.refused == ["p2", "p3", "p3"]
+    records = stream_records(client, "throttled-changes")
+    assert sorted(r["PartitionKey"] for r in records) == ["p1", "p2", "p3"]  # each once
+    assert {r["PartitionKey"]: json.loads(r["Data"])["messageId"] for r in records} == ledger_ids(
+        spark, ctx, "throttled")
+    assert (counts["received"], counts["activated"], counts["failed"]) == (3, 3, 0)
+    assert metrics(spark, ctx, "throttled") == ("kinesis", 3, 3, 0, 3, "delivered")
+    assert read_table(spark, ctx.lake.path(DELIVERY_FAILURES)).where(F.col("destination") == "throttled").count() == 0
+
+
+def test_kafka_over_sasl_ssl_as_to_event_hubs(spark: SparkSession, lake_and_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A broker that takes SASL_SSL with PLAIN only, and the connection written as for Azure Event Hubs' Kafka
+    endpoint (login ``$ConnectionString``, password the namespace's connection string, the broker's CA): the
+    records arrive, and the secret appears in no log."""
+    ws, ctx = lake_and_ws
+    secret = ("Endpoint=sb://cdp-test.servicebus.windows.net/;SharedAccessKeyName=send;"
+              f"SharedAccessKey={uuid.uuid4().hex}=")
+    caplog.set_level(logging.DEBUG)
+    with KafkaBroker(sasl_users={"$ConnectionString": secret}) as broker:
+        broker.create_topic("profile-changes")
+        monkeypatch.setenv("AIRFLOW_CONN_BUS", json.dumps(broker.sasl_connection("$ConnectionString", secret)))
+        counts = export.run(spark, ws, ctx, "bus")
+        records = broker.consume("profile-changes", expected=3)
+    assert sorted(key.decode() for key, _, _ in records) == ["p1", "p2", "p3"]
+    assert {key.decode(): {f: v for f, v in valid(json.loads(value)).items() if f != "messageId"}
+            for key, value, _ in records} == {
+        p: expected("bus", p, crm, name) for p, (crm, _, name, _) in PEOPLE.items()}
+    assert (counts["received"], counts["activated"], counts["failed"]) == (3, 3, 0)
+    assert metrics(spark, ctx, "bus") == ("kafka", 3, 3, 0, 3, "delivered")
+    assert secret not in caplog.text and "SharedAccessKey=" not in caplog.text

@@ -149,13 +149,31 @@ def make_test_pki(folder: Path) -> dict[str, str]:
 
 
 class KafkaBroker(Server):
-    """One Apache Kafka broker and controller (KRaft, single node), PLAINTEXT on a loopback port."""
+    """One Apache Kafka broker and controller (KRaft, single node), PLAINTEXT on a loopback port.
+
+    ``sasl_users`` (user -> password): the client listener is SASL_SSL with the PLAIN mechanism instead, as
+    Azure Event Hubs' Kafka endpoint is (its TLS certificate from :func:`make_test_pki`, for 127.0.0.1).
+    """
 
     name = "kafka"
+    BROKER_USER = "broker"
 
-    def __init__(self, folder: str | None = None, port: int | None = None) -> None:
+    def __init__(self, folder: str | None = None, port: int | None = None,
+                 sasl_users: dict[str, str] | None = None) -> None:
         super().__init__(folder, port)
         self.controller_port = free_port()
+        self.sasl_users = sasl_users
+        self.broker_secret = uuid.uuid4().hex
+        self.pems: dict[str, str] = {}
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings the test's own admin client and consumers reach the broker with."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.sasl_users:
+            config.update({"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
+                           "ssl.ca.pem": self.pems["ca.pem"], "sasl.username": self.BROKER_USER,
+                           "sasl.password": self.broker_secret})
+        return config
 
     def _java(self) -> list[str]:
         java = shutil.which("java")
@@ -178,6 +196,24 @@ class KafkaBroker(Server):
             "transaction.state.log.min.isr": "1", "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
         }
+        if self.sasl_users:
+            self.pems = make_test_pki(self.folder)
+            (self.folder / "keystore.pem").write_text(self.pems["server.key"] + self.pems["server.pem"])
+            users = {self.BROKER_USER: self.broker_secret, **self.sasl_users}
+            jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'username="{self.BROKER_USER}" password="{self.broker_secret}" '
+                    + " ".join(f'user_{u}="{pw}"' for u, pw in users.items()) + ";")
+            props.update({
+                "listeners": f"SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"SASL_SSL://127.0.0.1:{self.port}",
+                "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name": "SASL_SSL",
+                "sasl.enabled.mechanisms": "PLAIN", "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+                "ssl.keystore.type": "PEM", "ssl.keystore.location": str(self.folder / "keystore.pem"),
+                "ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.folder / "ca.pem"),
+                "ssl.endpoint.identification.algorithm": "",
+            })
         (self.folder / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.folder / "log4j2.xml").write_text(
             '<Configuration status="warn"><Appenders><Console name="c" target="SYSTEM_OUT"><PatternLayout '
@@ -196,7 +232,7 @@ class KafkaBroker(Server):
         wait_for_port(self.port, self.process, self.name, timeout=120)
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.client_config())
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -213,15 +249,27 @@ class KafkaBroker(Server):
     def create_topic(self, topic: str, partitions: int = 2) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.client_config())
         for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
             future.result(30)
+
+    def count(self, topic: str) -> int:
+        """How many records the topic holds: the sum of its partitions' high watermarks (no transactions here,
+        so no control records are counted)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**self.client_config(), "group.id": f"count-{uuid.uuid4().hex}"})
+        try:
+            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+            return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions)
+        finally:
+            consumer.close()
 
     def consume(self, topic: str, expected: int, timeout: float = 60.0) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
         """(key, value, headers) of the topic's records from the beginning, until ``expected`` arrived."""
         from confluent_kafka import Consumer
 
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
+        consumer = Consumer({**self.client_config(), "group.id": f"test-{uuid.uuid4().hex}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False})
         consumer.subscribe([topic])
         out: list[tuple[bytes, bytes, dict[str, bytes]]] = []
@@ -247,3 +295,9 @@ class KafkaBroker(Server):
 
     def connection_via(self, port: int) -> dict[str, Any]:
         return {"conn_type": "kafka", "host": f"127.0.0.1:{port}"}
+
+    def sasl_connection(self, user: str, password: str) -> dict[str, Any]:
+        """An Airflow connection as one for Event Hubs' Kafka endpoint is written, to this SASL_SSL broker."""
+        return {"conn_type": "kafka", "host": self.bootstrap, "login": user, "password": password,
+                "extra": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
+                          "ssl_ca_pem": self.pems["ca.pem"]}}

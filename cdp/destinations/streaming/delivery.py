@@ -14,7 +14,6 @@ sent, so a task killed mid-run loses at most the batch in flight.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
@@ -22,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +33,13 @@ MAX_RESPONSE_CHARS = 500
 @dataclass(frozen=True)
 class Message:
     """One message to send: its id, the profile (Kafka key, Kinesis partition key) and the JSON payload;
-    ``record``: what the delivery ledger keeps once it is acknowledged (carried along, never sent)."""
+    ``journal``: the JSON object (without bytes and acknowledgement time) the journal keeps of it once it is
+    acknowledged (carried along, never sent)."""
 
     message_id: str
     profile_id: str
     payload: bytes
-    record: dict[str, Any] | None = field(default=None, compare=False)
+    journal: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class DeliveryPolicy:
     max_wait: float = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Result:
     """What became of one message: delivered (with when it was acknowledged) or failed (with its problem)."""
 
@@ -120,11 +120,7 @@ def truncate(text: str | None, secrets: Iterable[str] = ()) -> str | None:
 
 def idempotency_key(batch: list[Message]) -> str:
     """The key of a batch: SHA-256 of its message ids, so that a retry of the same batch repeats it."""
-    digest = hashlib.sha256()
-    for m in batch:
-        digest.update(m.message_id.encode("ascii"))
-        digest.update(b",")
-    return digest.hexdigest()
+    return hashlib.sha256("".join(m.message_id + "," for m in batch).encode("ascii")).hexdigest()
 
 
 def backoff(attempt: int, policy: DeliveryPolicy, retry_after: float | None, rand: Callable[[], float]) -> float:
@@ -238,10 +234,11 @@ class Journal:
             os.makedirs(folder, exist_ok=True)
             self.handle = open(os.path.join(folder, name), "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def record(self, rows: list[dict[str, object]]) -> None:
-        if self.handle is None or not rows:
+    def record(self, lines: list[str]) -> None:
+        """Append JSON lines (one per acknowledged message) and sync them before the next batch is sent."""
+        if self.handle is None or not lines:
             return
-        self.handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+        self.handle.write("".join(line + "\n" for line in lines))
         self.handle.flush()
         os.fsync(self.handle.fileno())
 

@@ -75,7 +75,8 @@ from cdp.workspace.models import HttpDestination, KafkaDestination, KinesisDesti
 
 log = logging.getLogger(__name__)
 
-# One row per message sent, as the executors return it.
+# One row per message sent, as the executors return it. What the ledger keeps of a message (signature, state,
+# memberships) never passes through Python: it is joined back from the snapshot by message id.
 RESULT_SCHEMA = T.StructType([
     T.StructField("message_id", T.StringType(), False),
     T.StructField("profile_id", T.StringType(), False),
@@ -86,12 +87,11 @@ RESULT_SCHEMA = T.StructType([
     T.StructField("attempts", T.IntegerType(), False),
     T.StructField("acknowledged_at", T.DoubleType(), True),
     T.StructField("bytes", T.LongType(), False),
-    T.StructField("signature", T.StringType(), False),
-    T.StructField("state_json", T.StringType(), True),
-    T.StructField("memberships", T.MapType(T.StringType(), T.TimestampType(), True), True),
 ])
 RESULT_ARROW_SCHEMA = to_arrow_schema(RESULT_SCHEMA)
 RESULT_BATCH = 1000
+# The journal line of a message, less its bytes and acknowledgement time (ledger.JOURNAL_SCHEMA), built by Spark.
+JOURNAL = "__journal"
 # Errors a retry of the task may fix: the endpoint was unreachable or overloaded until the retries ran out.
 UNREACHABLE_PREFIXES = ("timeout", "connection_error", "http_5", "http_429", "http_408", "oauth2_token_unreachable",
                         "kafka__", "kinesis_ProvisionedThroughput", "kinesis_InternalFailure")
@@ -126,53 +126,61 @@ def open_sender(dest: StreamingDestination, conn: ConnectionInfo) -> Sender:
     raise DestinationError(f"destination {dest.name}: no sender for type {dest.type_name}")
 
 
-def _journal_row(r: Result, run_id: str) -> dict[str, object]:
-    record = r.message.record or {}
-    return {"message_id": r.message.message_id, "profile_id": r.message.profile_id,
-            "signature": record["signature"], "state_json": record["state_json"],
-            # PySpark hands timestamps over as naive local times: astimezone reads them so, the journal says UTC.
-            "memberships": {k: v.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                            for k, v in (record["memberships"] or {}).items()},
-            "bytes": len(r.message.payload), "acknowledged_at": r.acknowledged_at, "run_id": run_id}
+def journal_column(run_id: str) -> Column:
+    """The JSON object a delivered message's journal line starts with (:data:`ledger.JOURNAL_SCHEMA` less
+    ``bytes`` and ``acknowledged_at``, which only the send knows); memberships as ISO UTC times."""
+    iso = F.transform_values(MEMBERSHIPS, lambda _k, v: F.date_format(v, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"))
+    return F.to_json(F.struct(MESSAGE_ID, PROFILE, SIGNATURE, STATE_JSON, iso.alias("memberships"),
+                              F.lit(run_id).alias("run_id")))
+
+
+def _journal_line(r: Result) -> str:
+    kept = r.message.journal or "{}"
+    return f'{kept[:-1]},"bytes":{len(r.message.payload)},"acknowledged_at":{r.acknowledged_at!r}}}'
+
+
+def _result_batch(rows: list[tuple[object, ...]]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    return pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, RESULT_ARROW_SCHEMA,
+                                                                                 strict=True)],
+                                      schema=RESULT_ARROW_SCHEMA)
 
 
 def send_partition(plan: SendPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Executor side (``mapInArrow``): send one partition's messages, in order, and yield one RESULT_SCHEMA row
-    per message, in Arrow batches of at most :data:`RESULT_BATCH` rows."""
+    per message, in Arrow batches of at most :data:`RESULT_BATCH` rows.
+
+    The per-message work in Python is kept to what sending needs: columns are read whole from Arrow, the
+    journal line comes pre-built from Spark, results go back column by column.
+    """
     task = TaskContext.get()
     name = f"part-{task.partitionId() if task else 0:05d}-{plan.attempt}-{task.attemptNumber() if task else 0}.jsonl"
     journal = Journal(plan.journal, name)
 
     def messages() -> Iterator[Message]:
         for batch in batches:
-            for row in batch.to_pylist():
-                yield Message(row[MESSAGE_ID], row[PROFILE], row[PAYLOAD].encode("utf-8"), {
-                    "signature": row[SIGNATURE], "state_json": row[STATE_JSON],
-                    # Arrow hands a map over as (key, value) pairs, its timestamps aware (UTC).
-                    "memberships": None if row[MEMBERSHIPS] is None else dict(row[MEMBERSHIPS])})
+            columns = [batch.column(n).to_pylist() for n in (MESSAGE_ID, PROFILE, PAYLOAD, JOURNAL)]
+            for message_id, profile_id, payload, kept in zip(*columns, strict=True):
+                yield Message(message_id, profile_id, payload, kept)
 
-    out: list[dict[str, Any]] = []
+    out: list[tuple[object, ...]] = []
     try:
         sender = open_sender(plan.dest, plan.conn)
         for r in deliver_partition(sender, messages(), plan.policy,
-                                   on_delivered=lambda done: journal.record([_journal_row(d, plan.run_id)
-                                                                             for d in done])):
-            record = r.message.record or {}
+                                   on_delivered=lambda done: journal.record([_journal_line(d) for d in done])):
             problem = r.problem
-            memberships = record["memberships"]
-            out.append({
-                "message_id": r.message.message_id, "profile_id": r.message.profile_id, "status": r.status,
-                "error_class": problem.error_class if problem else None,
-                "http_status": problem.http_status if problem else None,
-                "response": problem.response if problem else None, "attempts": r.attempts,
-                "acknowledged_at": r.acknowledged_at, "bytes": len(r.message.payload),
-                "signature": record["signature"], "state_json": record["state_json"],
-                "memberships": None if memberships is None else list(memberships.items())})
+            if problem is None:
+                out.append((r.message.message_id, r.message.profile_id, r.status, None, None, None, r.attempts,
+                            r.acknowledged_at, len(r.message.payload)))
+            else:
+                out.append((r.message.message_id, r.message.profile_id, r.status, problem.error_class,
+                            problem.http_status, problem.response, r.attempts, r.acknowledged_at,
+                            len(r.message.payload)))
             if len(out) >= RESULT_BATCH:
-                yield pa.RecordBatch.from_pylist(out, schema=RESULT_ARROW_SCHEMA)
+                yield _result_batch(out)
                 out = []
         if out:
-            yield pa.RecordBatch.from_pylist(out, schema=RESULT_ARROW_SCHEMA)
+            yield _result_batch(out)
     finally:
         journal.close()
 
@@ -263,7 +271,9 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     plan = SendPlan(dest, conn, delivery_policy(dest, partitions), ledger.journal_folder(lake, dest.name, ctx.run_date),
                     ctx.run_id, uuid.uuid4().hex[:12])
     started = time.monotonic()
-    ordered = to_send.select(MESSAGE_ID, PROFILE, PAYLOAD, SIGNATURE, STATE_JSON, MEMBERSHIPS).repartition(
+    # The payload as bytes, so that executors send what Arrow hands them without encoding it again.
+    ordered = to_send.select(MESSAGE_ID, PROFILE, F.col(PAYLOAD).cast("binary").alias(PAYLOAD),
+                             journal_column(ctx.run_id).alias(JOURNAL)).repartition(
         partitions, PROFILE).sortWithinPartitions(PROFILE)
     results_path = os.path.join(scratch, "results")
     # The one action that sends: its rows are written once by Spark and read back, never recomputed (a
@@ -272,7 +282,8 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     sent_in = time.monotonic() - started
     results = spark.read.parquet(results_path).persist()
     try:
-        delivered = results.where(F.col("status") == DELIVERED).select(
+        kept = classified.select(MESSAGE_ID, SIGNATURE, STATE_JSON, MEMBERSHIPS)
+        delivered = results.where(F.col("status") == DELIVERED).join(kept, MESSAGE_ID).select(
             *keep, F.lit(ledger.DELIVERED).alias("status"), SIGNATURE, STATE_JSON, MEMBERSHIPS, "bytes",
             F.lit(ctx.run_id).alias("run_id"), F.timestamp_seconds("acknowledged_at").alias("acknowledged_at"))
         ledger.merge(spark, lake, delivered)
