@@ -137,7 +137,8 @@ def read_object_store_schema(table_path: str) -> T.StructType | None:
     from deltalake.exceptions import DeltaError, TableNotFoundError
 
     try:
-        table = DeltaTable(table_path, storage_options=object_store_options(table_path), without_files=True)
+        # delta-rs reads s3a:// URLs as S3 (Hadoop's scheme names the connector, the objects are the same).
+        table = DeltaTable(table_path, storage_options=object_store_options(table_path))
     except TableNotFoundError:
         return None
     except DeltaError as exc:
