@@ -273,15 +273,21 @@ def staging_folders(staging: str) -> tuple[str, str | None]:
 
     With a local lake both are ``staging`` (as before). With the lake on S3 the executors write the parts into
     the lake's bucket (every executor of a cluster reaches it, none shares the driver's disk) and the driver
-    fetches the finished files into a scratch folder of this task (``CDP_SCRATCH``, default the system's
-    temporary folder), removed when the export ends.
+    fetches the finished files into a scratch folder of this task, ``$CDP_SCRATCH/cdp-export/<destination>/<run
+    date>`` (default the system's temporary folder): removed when the export ends, and, when an attempt was
+    killed or failed, by the next attempt before it starts (the files hold PII).
     """
     if lake_files.is_local(staging):
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging, exist_ok=True)
         return staging, None
     lake_files.remove_tree(staging)
-    return tempfile.mkdtemp(prefix="cdp-export-", dir=os.environ.get("CDP_SCRATCH") or None), staging
+    destination, run_date = staging.rstrip("/").split("/")[-2:]
+    scratch = os.path.join(os.environ.get("CDP_SCRATCH") or tempfile.gettempdir(), "cdp-export", destination,
+                           run_date)
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch, mode=0o700)
+    return scratch, staging
 
 
 def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, full_resync: bool,
