@@ -76,3 +76,10 @@ class SparkConnectServerError(CdpError):
 class PolicyViolationError(CdpError):
     """A destination would send data that a usage policy of the workspace forbids for its marketing actions
     (``cdp.governance.policies``); raised at run time before anything is sent. The same inputs raise it again."""
+
+
+class LakeFilesError(CdpError):
+    """A plain file under the lake root (an export's staged parts) could not be listed, fetched or removed
+    (``cdp.lake_files``: local folders and ``s3a://``). Retryable: the store may be back on the next attempt."""
+
+    retryable = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -80,12 +81,11 @@ def read_delta_schema(table_path: str) -> T.StructType | None:
     """The schema of a local Delta table from its log (newest metaData action), or None when there is no table.
 
     Reads ``_last_checkpoint`` and its checkpoint parquet when present, then the newer commit files.
-    Tables on object stores are not read here (None, with a warning): Spark checks them on write.
+    A table on an object store (``s3a://``, ``s3://``) is read by delta-rs (:func:`read_object_store_schema`).
     """
     parsed = urlparse(table_path)
     if parsed.scheme not in ("", "file"):
-        log.warning("cannot read the Delta log of %s without Spark: schema evolution not checked", table_path)
-        return None
+        return read_object_store_schema(table_path)
     log_dir = Path(parsed.path if parsed.scheme == "file" else table_path) / "_delta_log"
     if not log_dir.is_dir():
         return None
@@ -108,6 +108,44 @@ def read_delta_schema(table_path: str) -> T.StructType | None:
     if schema_string is None:
         return None
     return T.StructType.fromJson(json.loads(schema_string))
+
+
+def object_store_options(table_path: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """delta-rs storage options for a table on S3: the endpoint and region of the lake's store.
+
+    The same environment as Spark's S3A settings (:func:`cdp.spark_conf.s3a_conf`): ``CDP_S3_ENDPOINT`` (else
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``) and ``AWS_REGION``. Credentials are not options: delta-rs
+    reads ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (or the instance's role) from the environment itself.
+    """
+    env = dict(os.environ) if env is None else env
+    if urlparse(table_path).scheme not in ("s3", "s3a"):
+        return {}
+    options = {"AWS_REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    endpoint = env.get("CDP_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        options["AWS_ALLOW_HTTP"] = str(endpoint.startswith("http://")).lower()
+        # S3-compatible stores (MinIO, moto) are addressed by path, as S3A is told (fs.s3a.path.style.access).
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+    return options
+
+
+def read_object_store_schema(table_path: str) -> T.StructType | None:
+    """The schema of a Delta table on an object store, read from its log by delta-rs (no Spark, no JVM);
+    None when there is no table there yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    try:
+        # delta-rs reads s3a:// URLs as S3 (Hadoop's scheme names the connector, the objects are the same).
+        table = DeltaTable(table_path, storage_options=object_store_options(table_path))
+    except TableNotFoundError:
+        return None
+    except DeltaError as exc:
+        # Callers handle an unreadable log as they handle a local one that cannot be read.
+        raise OSError(str(exc)) from exc
+    # Delta's schema JSON: the format of a metaData action's schemaString, which Spark's StructType reads.
+    return T.StructType.fromJson(json.loads(table.schema().to_json()))
 
 
 def _checkpoint_schema(log_dir: Path, version: int, parts: int | None) -> str | None:

@@ -20,11 +20,65 @@ DELTA_CONF = {
 
 
 def delta_jars() -> list[str]:
-    """The Delta jars resolved by ``make setup`` (``scripts/fetch_jars.sh``), so runs start offline."""
+    """The Delta jars resolved by ``make setup`` (``scripts/setup.sh``), so runs start offline.
+
+    With the lake on S3 (``CDP_LAKE=s3a://...``) the S3A connector's jars come with them (:func:`s3a_jars`).
+    """
     jars = sorted(str(p) for p in Path(JARS_DIR).glob("*.jar"))
     if not jars:
         raise FileNotFoundError(f"no jars in {JARS_DIR}: run `make setup` to resolve the Delta jars")
+    return jars + s3a_jars(os.environ.get("CDP_LAKE", ""))
+
+
+# ---------------------------------------------------------------- the lake on S3 (s3a://), issue 13
+# hadoop-aws must be the version of the Hadoop client Spark ships (pyspark 4.1: hadoop-client-api 3.4.2), with
+# the AWS SDK v2 bundle that version was built against; scripts/setup.sh resolves both into .jars/s3a/. They
+# live in a sub-folder of their own so that a local lake's sessions do not load a 600 MB SDK they never use.
+S3A_JARS_DIR = Path(JARS_DIR) / "s3a"
+S3A_SCHEMES = ("s3a://",)
+
+
+def lake_on_s3(lake: str) -> bool:
+    """True when the lake is an ``s3a://`` URL (Spark reads and writes it through Hadoop's S3A connector)."""
+    return lake.startswith(S3A_SCHEMES)
+
+
+def s3a_jars(lake: str) -> list[str]:
+    """hadoop-aws and the AWS SDK bundle for an ``s3a://`` lake (none for any other lake)."""
+    if not lake_on_s3(lake):
+        return []
+    jars = sorted(str(p) for p in S3A_JARS_DIR.glob("*.jar"))
+    if not any("hadoop-aws" in Path(j).name for j in jars):
+        raise FileNotFoundError(f"the lake {lake} is on S3 but {S3A_JARS_DIR} has no hadoop-aws jar: run "
+                                "`make setup` to resolve it (with the AWS SDK bundle)")
     return jars
+
+
+def s3a_conf(lake: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Hadoop settings of the S3A connector for an ``s3a://`` lake (empty for any other lake).
+
+    Only where the store is: the endpoint (``CDP_S3_ENDPOINT``, else ``AWS_ENDPOINT_URL_S3`` /
+    ``AWS_ENDPOINT_URL``, as boto3 reads them), its region and path-style addressing. Credentials are never
+    settings (they would show on command lines and in Spark's UI): S3A's default provider chain reads
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) from the environment of
+    the driver and of each executor, or the instance's / pod's role.
+    """
+    if not lake_on_s3(lake):
+        return {}
+    env = dict(os.environ) if env is None else env
+    conf = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint.region":
+            env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+    }
+    endpoint = env.get("CDP_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        # An S3-compatible store (MinIO, moto, Ceph) answers on one host: path-style requests, and plain HTTP
+        # when the endpoint says so.
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = env.get("CDP_S3_PATH_STYLE", "true")
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    return conf
 
 
 def session_conf() -> dict[str, str]:
@@ -58,4 +112,5 @@ def submit_conf() -> dict[str, str]:
         # Python workers must run the interpreter that has pyspark and cdp installed (the venv's),
         # not whatever `python3` comes first on PATH. On a cluster, set PYSPARK_PYTHON to its path there.
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        **s3a_conf(os.environ.get("CDP_LAKE", "")),
     }

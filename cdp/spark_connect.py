@@ -28,7 +28,8 @@ from urllib.parse import urlparse
 
 from cdp.errors import SparkConnectServerError
 from cdp.settings import REPO_ROOT
-from cdp.spark_conf import delta_jars, submit_conf
+from cdp.spark_conf import delta_jars, s3a_conf, submit_conf
+from cdp.storage.connections import lake_store_env
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,29 @@ def running_pid(state: ServerState) -> int | None:
     return None
 
 
-def server_command(state: ServerState, master: str, driver_memory: str) -> list[str]:
-    """The ``spark-submit`` command line that runs the Connect server (no secret is ever on it)."""
+def checkpoint_dir(state: ServerState, env: dict[str, str] | None = None) -> str:
+    """Where the server's executors write checkpoints: ``CDP_SPARK_CHECKPOINT_DIR`` when set; with the lake on
+    an object store (``CDP_LAKE=s3a://...``) under the lake (``<lake>/_checkpoints/spark-connect``), since the
+    executors of a cluster share no disk with the server; else the state folder (local mode, as before)."""
+    env = dict(os.environ) if env is None else env
+    if env.get("CDP_SPARK_CHECKPOINT_DIR"):
+        return env["CDP_SPARK_CHECKPOINT_DIR"]
+    lake = env.get("CDP_LAKE", "")
+    if "://" in lake and not lake.startswith("file://"):
+        return f"{lake.rstrip('/')}/_checkpoints/spark-connect"
+    return str(state.checkpoints)
+
+
+def server_command(state: ServerState, master: str, driver_memory: str,
+                   store_env: dict[str, str] | None = None) -> list[str]:
+    """The ``spark-submit`` command line that runs the Connect server (no secret is ever on it).
+
+    ``store_env``: the lake store's variables from its Airflow connection (:func:`lake_store_env`), whose
+    endpoint and region become S3A settings; its credentials go to the server's environment only.
+    """
     conf = {
         **submit_conf(),
+        **s3a_conf(os.environ.get("CDP_LAKE", ""), {**os.environ, **(store_env or {})}),
         # Loopback only: the server runs any code a client sends, so it must never face the network.
         "spark.connect.grpc.binding.address": LOOPBACK,
         "spark.connect.grpc.binding.port": str(state.port),
@@ -125,7 +145,7 @@ def server_command(state: ServerState, master: str, driver_memory: str) -> list[
         "spark.driver.bindAddress": LOOPBACK,
         "spark.ui.enabled": "false",
         # DataFrame.checkpoint() (connected components) needs a reliable checkpoint folder on the server.
-        "spark.checkpoint.dir": str(state.checkpoints),
+        "spark.checkpoint.dir": checkpoint_dir(state),
         # Parallel tasks (mapped validate / ingest / export) share the cores instead of queueing whole jobs:
         # FAIR between pools, and FAIR inside the default pool every session's jobs go to.
         "spark.scheduler.mode": "FAIR",
@@ -159,13 +179,15 @@ def start_server(state: ServerState | None = None, master: str | None = None,
     (state.folder / "fairscheduler.xml").write_text(FAIR_POOLS, encoding="utf-8")
     master = master or os.environ.get("CDP_SPARK_MASTER", "local[*]")
     memory = driver_memory or os.environ.get("CDP_SPARK_CONNECT_MEMORY", "4g")
-    env = {**os.environ, "PYSPARK_PYTHON": submit_conf()["spark.pyspark.python"]}
+    store_env = lake_store_env()
+    env = {**os.environ, **store_env, "PYSPARK_PYTHON": submit_conf()["spark.pyspark.python"]}
     # A client's settings never reach the server's environment: drop the remote URL a caller may have set.
     env.pop("CDP_SPARK_REMOTE", None)
     env.pop("SPARK_REMOTE", None)
     with state.log_file.open("ab") as out:
-        process = subprocess.Popen(server_command(state, master, memory), stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, cwd=state.folder, start_new_session=True)
+        process = subprocess.Popen(server_command(state, master, memory, store_env), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=state.folder,
+                                   start_new_session=True)
     state.pid_file.write_text(json.dumps({"pid": process.pid, "port": state.port}), encoding="utf-8")
     try:
         _wait_listening(state, process, timeout_s)

@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import lake_files
 from cdp.delta_io import read_run_date_slice
 from cdp.destinations import ledger
 from cdp.destinations.encryption import PGP_EXTENSION, PgpEncryptor, encrypted_name, public_key_of
@@ -143,8 +145,9 @@ def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: File
 
 
 def render(ws: Workspace, ctx: RunContext, dest: FileDestination, exported: DataFrame, folder: str,
-           written: Callable[[], int] | None = None) -> list[RenderedFile]:
-    """Every data file of the run, in the destination's audience order (``written``: see :func:`render_file`)."""
+           written: Callable[[], int] | None = None, spark_folder: str | None = None) -> list[RenderedFile]:
+    """Every data file of the run, in the destination's audience order (``written``, ``spark_folder``: see
+    :func:`render_file`)."""
     headers, columns = headers_and_columns(dest)
     if dest.format == "csv" and dest.csv.formula_protection:
         exported = transform_protect_formulas(exported, [value_column(i) for i in range(len(dest.mapping))])
@@ -154,10 +157,10 @@ def render(ws: Workspace, ctx: RunContext, dest: FileDestination, exported: Data
         for audience_id in dest.audiences:
             name = render_file_name(dest, audience_id, ws.audiences[audience_id].name, stamp)
             files += render_file(exported.where(F.col(AUDIENCE) == audience_id), columns, headers, dest, name,
-                                 folder, audience_id, written)
+                                 folder, audience_id, written, spark_folder)
     else:
         name = render_file_name(dest, "combined", dest.name, stamp)
-        files += render_file(exported, columns, headers, dest, name, folder, None, written)
+        files += render_file(exported, columns, headers, dest, name, folder, None, written, spark_folder)
     return files
 
 
@@ -264,12 +267,34 @@ def open_encryptor(dest: FileDestination) -> PgpEncryptor | None:
     return PgpEncryptor(public_key_of(get_connection(connection_id), connection_id), connection_id)
 
 
+def staging_folders(staging: str) -> tuple[str, str | None]:
+    """The export's staging: the local folder where finished files wait for the transport, and the folder of
+    the lake where Spark writes their parts when that is not the same (None for a local lake).
+
+    With a local lake both are ``staging`` (as before). With the lake on S3 the executors write the parts into
+    the lake's bucket (every executor of a cluster reaches it, none shares the driver's disk) and the driver
+    fetches the finished files into a scratch folder of this task, ``$CDP_SCRATCH/cdp-export/<destination>/<run
+    date>`` (default the system's temporary folder): removed when the export ends, and, when an attempt was
+    killed or failed, by the next attempt before it starts (the files hold PII).
+    """
+    if lake_files.is_local(staging):
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging, exist_ok=True)
+        return staging, None
+    lake_files.remove_tree(staging)
+    destination, run_date = staging.rstrip("/").split("/")[-2:]
+    scratch = os.path.join(os.environ.get("CDP_SCRATCH") or tempfile.gettempdir(), "cdp-export", destination,
+                           run_date)
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch, mode=0o700)
+    return scratch, staging
+
+
 def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, full_resync: bool,
            encryptor: PgpEncryptor | None) -> dict[str, int]:
     """:func:`run` for a destination found in the workspace."""
-    folder = os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat())
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, exist_ok=True)
+    folder, spark_folder = staging_folders(
+        os.path.join(ctx.settings.lake, "_export_staging", dest.name, ctx.run_date.isoformat()))
     started = time.monotonic()
     units, mode, base = select_units(spark, ws, ctx, dest, full_resync)
     # One file rendered from the units (one audience, or the combined layout): they are computed once, by its
@@ -289,7 +314,7 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
             return counts["activated"]
 
         files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder,
-                       written if observation is not None else None)
+                       written if observation is not None else None, spark_folder)
         if encryptor is not None:
             # Delivered as <name>.pgp; what is recorded is the rendered file (see cdp.destinations.encryption).
             files = [dataclasses.replace(f, name=encrypted_name(f.name)) for f in files]
@@ -318,9 +343,13 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
         excluded, failed, metrics["files"], metrics["rows"], metrics["bytes"], "failed" if missed else "delivered",
         error), dest.name, ctx.run_date)
     if missed:
+        if spark_folder is not None:  # a scratch copy: the next attempt renders the files again
+            shutil.rmtree(folder, ignore_errors=True)
         raise DestinationError(f"destination {dest.name}: {error} (the next attempt or run delivers what is "
                                "missing; files already delivered are not sent again)")
     shutil.rmtree(folder, ignore_errors=True)
+    if spark_folder is not None:
+        lake_files.remove_tree(spark_folder)
     phases["recorded"] = time.monotonic() - started - sum(phases.values())
     log.info("destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d bytes; %s",
              dest.name, dest.type_name, mode, metrics["received"], metrics["activated"], excluded, metrics["files"],

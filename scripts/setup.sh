@@ -45,6 +45,19 @@ if [ ! -f .stamps/jars ] || [ scripts/setup.sh -nt .stamps/jars ]; then
   done
   touch .stamps/jars
 fi
+# The S3A connector for a lake on S3 (CDP_LAKE=s3a://...): hadoop-aws of the Hadoop version pyspark ships
+# (hadoop-client-api-3.4.2.jar) and the AWS SDK v2 bundle it was built against (hadoop-project 3.4.2:
+# aws-java-sdk-v2.version 2.29.52), into .jars/s3a/ (a sub-folder: only s3a:// lakes load them; the Delta
+# step above empties .jars/, so this one then copies them again from Maven's local repository).
+S3A_JARS=(org.apache.hadoop:hadoop-aws:3.4.2 software.amazon.awssdk:bundle:2.29.52)
+if [ ! -f .stamps/s3a-jars ] || [ scripts/setup.sh -nt .stamps/s3a-jars ] || [ ! -d .jars/s3a ]; then
+  echo "==> S3A connector jars into .jars/s3a/"
+  rm -rf .jars/s3a && mkdir -p .jars/s3a
+  for artifact in "${S3A_JARS[@]}"; do
+    mvn -q -B dependency:copy -Dartifact="$artifact" -DoutputDirectory=.jars/s3a
+  done
+  touch .stamps/s3a-jars
+fi
 
 if [ ! -f .stamps/airflow-db ] || [ requirements.txt -nt .stamps/airflow-db ]; then
   echo "==> Airflow metadata database (.airflow/airflow.db)"

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame
 
+from cdp import lake_files
 from cdp.destinations.rows import PROFILE
 from cdp.ingestion.ledger import file_sha256
 from cdp.workspace.models import FileDestination
@@ -67,15 +66,19 @@ def writer_options(dest: FileDestination) -> dict[str, str]:
 
 
 def render_file(rows: DataFrame, columns: Sequence[str], headers: Sequence[str], dest: FileDestination, name: str,
-                folder: str, audience_id: str | None, written: Callable[[], int] | None = None) -> list[RenderedFile]:
+                folder: str, audience_id: str | None, written: Callable[[], int] | None = None,
+                spark_folder: str | None = None) -> list[RenderedFile]:
     """Write ``rows`` (internal ``columns`` renamed to ``headers``, sorted by profile id) as the file ``name``
     (and its split parts) into ``folder``; return the files in part order.
 
     ``written`` tells how many rows the write wrote (an observation of it) when ``rows`` is not cached, so that
     they are not computed a second time to be counted; by default they are counted.
+
+    ``spark_folder``: where Spark writes the parts when that is not ``folder`` (a lake on S3, which every
+    executor of a cluster can reach): the parts are then fetched from there into ``folder`` for the transport.
     """
-    work = os.path.join(folder, f".spark-{name}")
-    shutil.rmtree(work, ignore_errors=True)
+    work = os.path.join(spark_folder or folder, f".spark-{name}")
+    lake_files.remove_tree(work)
     ordered = rows.repartition(1).sortWithinPartitions(PROFILE).select(*columns).toDF(*headers)
     writer = ordered.write.mode("overwrite").options(**writer_options(dest)).option("maxRecordsPerFile",
                                                                                     str(dest.split_rows))
@@ -86,17 +89,17 @@ def render_file(rows: DataFrame, columns: Sequence[str], headers: Sequence[str],
     else:
         writer.parquet(work)
     # part-<task>-<uuid>-c<n>: one task (one partition) writes the parts in row order, c000, c001, ...
-    found = [(m, p) for p in Path(work).iterdir() if (m := _PART.match(p.name))]
-    parts = sorted(((int(m.group(1)), int(m.group(2))), p) for m, p in found)
+    found = [(m, n) for n in lake_files.list_names(work) if (m := _PART.match(n))]
+    parts = sorted(((int(m.group(1)), int(m.group(2))), n) for m, n in found)
     total = written() if written is not None else rows.count()
     out: list[RenderedFile] = []
     for index, (_, part) in enumerate(parts, start=1):
         final = os.path.join(folder, split_name(name, dest.extension, index))
-        os.replace(part, final)
+        lake_files.fetch(f"{work}/{part}", final)
         part_rows = min(dest.split_rows, total - (index - 1) * dest.split_rows)
         out.append(RenderedFile(os.path.basename(final), audience_id, max(part_rows, 0), os.path.getsize(final),
                                 file_sha256(final), final))
-    shutil.rmtree(work, ignore_errors=True)
+    lake_files.remove_tree(work)
     return out
 
 

@@ -9,6 +9,7 @@ pass in the subprocess environment, never on its command line.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -57,3 +58,39 @@ def connection_env(connection_ids: Iterable[str]) -> dict[str, str]:
         mask_secret(value)
         env[env_var_name(connection_id)] = value
     return env
+
+
+# ---------------------------------------------------------------- the lake's own store (issue 13: lake on S3)
+LAKE_CONNECTION_ENV = "CDP_LAKE_CONNECTION"
+
+
+def lake_store_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The lake store's credentials and endpoint as environment variables, from the Airflow ``aws`` connection
+    named by ``CDP_LAKE_CONNECTION`` (none when it is not set: then the environment or the machine's role
+    provides them, as S3A, boto3 and delta-rs read them).
+
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (login / password, or the extra's ``aws_access_key_id`` /
+    ``aws_secret_access_key``), ``AWS_SESSION_TOKEN``, ``AWS_REGION`` (extra ``region_name``) and
+    ``CDP_S3_ENDPOINT`` (extra ``endpoint_url``). Resolve it in the Airflow task or where the Spark Connect server
+    starts, and hand it to the process environment: never a command line. The secrets are masked in task logs.
+    """
+    env = dict(os.environ) if env is None else env
+    connection_id = env.get(LAKE_CONNECTION_ENV, "").strip()
+    if not connection_id:
+        return {}
+    conn = get_connection(connection_id)
+    extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else {}
+    values = {
+        "AWS_ACCESS_KEY_ID": conn.login or extra.get("aws_access_key_id"),
+        "AWS_SECRET_ACCESS_KEY": conn.password or extra.get("aws_secret_access_key"),
+        "AWS_SESSION_TOKEN": extra.get("aws_session_token"),
+        "AWS_REGION": extra.get("region_name"),
+        "CDP_S3_ENDPOINT": extra.get("endpoint_url"),
+    }
+    out = {k: str(v) for k, v in values.items() if v}
+    from airflow.sdk.log import mask_secret
+
+    for key in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if key in out:
+            mask_secret(out[key])
+    return out

@@ -125,7 +125,11 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         handle, failure_file = tempfile.mkstemp(prefix="cdp-job-failure-", suffix=".json")
         os.close(handle)
         self._failure_file = failure_file
-        self.env_vars = {**(self.env_vars or {}), **self.connection_env(), FAILURE_FILE_ENV: failure_file}
+        from cdp.storage.connections import lake_store_env
+
+        # The lake's store (CDP_LAKE_CONNECTION, for a lake on S3): the driver's S3A, boto3 and delta-rs read it.
+        self.env_vars = {**(self.env_vars or {}), **lake_store_env(), **self.connection_env(),
+                         FAILURE_FILE_ENV: failure_file}
         try:
             self._execute_job(context)
         finally:
