@@ -29,7 +29,7 @@ run: setup
 	@scripts/run_day.sh $(DATE)
 
 test: setup lint
-	python -m pytest tests
+	python -m pytest -n 2 --dist loadgroup tests
 
 lint: setup
 	ruff check --no-cache .
