@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,10 @@ def job_parser(description: str) -> argparse.ArgumentParser:
 def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[
         argparse.Namespace, RunContext, Workspace]:
     """Parse a job's arguments; load the workspace (at run time, never at DAG parse time)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # CDP_LOG_LEVEL (default INFO): DEBUG for a closer look; no level may log a profile value (tests/e2e checks it).
+    level = os.environ.get("CDP_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     settings = Settings(workspace=args.workspace, lake=args.lake, landing=args.landing, exports=args.exports)
     ctx = RunContext(run_date=args.run_date, run_id=args.run_id, settings=settings)
