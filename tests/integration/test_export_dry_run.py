@@ -56,7 +56,7 @@ mapping:
 """
 DAY1 = {"p1": ("C1", None, "Ann", 100), "p2": ("C2", None, "Bob", 200), "p3": (None, None, "Nobody", 1)}
 MEMBERS1 = {p: ("realized", D1) for p in DAY1}
-# Day 2: Ann's points change, Bob leaves, Cy enters; p3 (no identity) stays excluded.
+# Day 2: Ann's points change, Bob leaves, Cy enters; p3 (no identity, excluded on day 1) is no change.
 DAY2 = {"p1": ("C1", None, "Ann", 150), "p3": (None, None, "Nobody", 1), "p4": ("C4", None, "Cy", 400)}
 MEMBERS2 = {"p1": ("existing", D1), "p2": ("exited", D1), "p3": ("existing", D1), "p4": ("realized", D2)}
 HEADER = "crm_id,first_name,points,membership_status,last_qualification_time"
@@ -141,8 +141,8 @@ def test_dry_run_delivers_nothing_then_the_real_run_delivers_the_preview(
     assert {m["runId"] for m in previewed} == {"manual__dry"}
     stream_row = preview_row(spark, lake, "crm_api", D2)
     assert stream_row == {
-        "run_id": "manual__dry", "type": "http", "mode": "incremental", "base_run_date": D1, "received": 4,
-        "activated": 3, "excluded": {"consent": 0, "no_identity": 1, "missing_mandatory": 0}, "failed": 0,
+        "run_id": "manual__dry", "type": "http", "mode": "incremental", "base_run_date": D1, "received": 3,
+        "activated": 3, "excluded": {"consent": 0, "no_identity": 0, "missing_mandatory": 0}, "failed": 0,
         "files": 0, "rows": 3, "bytes": sum(len(line.encode()) for line in lines),
         "messages": 3, "already_delivered": 0, "file_list": [],
         "location": preview_folder(settings.lake, D2, "crm_api")}
@@ -159,10 +159,10 @@ def test_dry_run_delivers_nothing_then_the_real_run_delivers_the_preview(
     report = format_report(collect_report(spark, lake, D2)).splitlines()
     start = report.index("dry run (nothing delivered): what each destination would receive")
     assert report[start + 2:] == [
-        f"crm_api               http       incremental        4         3        1      0     0       3"
+        f"crm_api               http       incremental         3         3        0      0     0       3"
         f"{stream_row['bytes']:>10}        3  manual__dry",
         f"  preview: {preview_folder(settings.lake, D2, 'crm_api')}",
-        f"crm_files             local      incremental        3         3        0      0     1       3"
+        f"crm_files             local      incremental         3         3        0      0     1       3"
         f"{len(rendered):>10}        0  manual__dry",
         f"  crm_files_gold_members_20261126.csv (data, 3 rows, {len(rendered)} bytes)",
         f"  preview: {folder}"]
