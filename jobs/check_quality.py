@@ -403,7 +403,7 @@ def export_preview_suites(spark: SparkSession, lake: Lake, run_date: dt.date) ->
     """A dry run's previews reconcile like real exports: received = activated + excluded + failed, and the data
     files a file destination would receive hold exactly the rows it would activate."""
     previews = read_run_date_slice(spark, lake, EXPORT_PREVIEWS, run_date, absent_as_empty=True)
-    files = previews.where(F.col("type").isin(*STREAMING_TYPES) == F.lit(False)).select(
+    files = previews.where(~F.col("type").isin(*STREAMING_TYPES)).select(
         "destination", F.explode("file_list").alias("f")).select(
         "destination", F.col("f.kind").alias("kind"), F.lit("delivered").alias("status"), F.col("f.rows").alias("rows"))
     messages = previews.where(F.col("type").isin(*STREAMING_TYPES)).select(
@@ -478,6 +478,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def gate(spark: SparkSession, ws: Workspace, ctx: RunContext, args: argparse.Namespace) -> None:
         run(spark, ws, ctx, args.stage, args.dry_run)
+
+    given = parser.parse_known_args(argv)[0]
+    if given.dry_run and given.stage != "exports":
+        parser.error(f"--dry-run applies to --stage exports only, not {given.stage}")
 
     run_job(parser, argv, lambda args: StepKey(f"check_{args.stage}"), gate,
             requires=lambda args, ws: checked_steps(args.stage, ws), record=False)
