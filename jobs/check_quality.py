@@ -403,7 +403,7 @@ def export_preview_suites(spark: SparkSession, lake: Lake, run_date: dt.date) ->
     """A dry run's previews reconcile like real exports: received = activated + excluded + failed, and the data
     files a file destination would receive hold exactly the rows it would activate."""
     previews = read_run_date_slice(spark, lake, EXPORT_PREVIEWS, run_date, absent_as_empty=True)
-    files = previews.where(~F.col("type").isin(*STREAMING_TYPES)).select(
+    files = previews.where(F.col("type").isin(*STREAMING_TYPES) == F.lit(False)).select(
         "destination", F.explode("file_list").alias("f")).select(
         "destination", F.col("f.kind").alias("kind"), F.lit("delivered").alias("status"), F.col("f.rows").alias("rows"))
     messages = previews.where(F.col("type").isin(*STREAMING_TYPES)).select(
