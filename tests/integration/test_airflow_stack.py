@@ -4,6 +4,7 @@ loopback that parse the repository's DAGs, answer the REST API only with a token
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -38,6 +39,17 @@ def test_stack_serves_the_dags_with_their_params_and_stops_cleanly() -> None:
                 if pid == straggler.pid] == [straggler.pid]
         straggler.kill()
         straggler.wait()
+        # A run triggered through the REST API with a Param runs on the real scheduler: here its first task
+        # fails at once (the workspace folder does not exist), and the run, its tasks and their logs say so.
+        run_id = stack.trigger("cdp_daily", dt.date(2026, 11, 27), {"dry_run": True})
+        assert stack.wait_for_run("cdp_daily", run_id, timeout=900) == "failed"
+        run = stack.api("GET", f"/api/v2/dags/cdp_daily/dagRuns/{run_id}")
+        assert (run["logical_date"], run["data_interval_start"], run["data_interval_end"], run["conf"]) == (
+            "2026-11-27T00:00:00Z", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z", {"dry_run": True})
+        states = stack.task_states("cdp_daily", run_id)
+        assert states["list_destinations"] == "failed"
+        summary = stack.failure_summary("cdp_daily", run_id)
+        assert "'list_destinations': 'failed'" in summary and "task_id=list_destinations" in summary
     finally:
         stack.stop()
     assert stack.strays == []

@@ -302,3 +302,19 @@ class AirflowStack:
                                        f"{backfill['id']}")
             time.sleep(5)
         raise AirflowError(f"backfill {backfill['id']} did not complete within {timeout:.0f}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """``task_id`` (``task_id[map index]`` for a mapped one) -> state, for one run."""
+        answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=200")
+        return {(t["task_id"] if t["map_index"] < 0
+                 else f"{t['task_id']}[{t.get('rendered_map_index') or t['map_index']}]"): str(t["state"])
+                for t in answer["task_instances"]}
+
+    def failure_summary(self, dag_id: str, run_id: str) -> str:
+        """The tasks of a run that did not succeed, and the end of their log files: for a failing test's message."""
+        states = self.task_states(dag_id, run_id)
+        bad = {k: v for k, v in states.items() if v != "success"}
+        logs = sorted(p for p in (self.home / "logs").rglob("*.log") if f"run_id={run_id}" in p.parts)
+        tails = [f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs
+                 if any(f"task_id={k.split('[')[0]}" in p.parts for k in bad)]
+        return f"tasks not successful: {bad}\n" + "\n".join(tails[-4:])
