@@ -528,10 +528,63 @@ STEP_RUNS = TableSpec(
     columns="updated_at: when the status was written (wall clock, for operators; nothing keys on it)",
 )
 
+EXPORT_PREVIEW_FILE = T.StructType([
+    T.StructField("file_name", T.StringType(), False),
+    T.StructField("kind", T.StringType(), False),
+    T.StructField("audience_id", T.StringType(), True),
+    T.StructField("rows", T.LongType(), False),
+    T.StructField("bytes", T.LongType(), False),
+    T.StructField("sha256", T.StringType(), False),
+    T.StructField("already_delivered", T.BooleanType(), False),
+])
+
+EXPORT_PREVIEWS = TableSpec(
+    name="export_previews",
+    path="export_previews",
+    description=("Per run date and destination, what a dry run (DAG Param dry_run, job option --dry-run) found the "
+                 "destination would receive: the same selection, exclusions and rendering as a real export, "
+                 "nothing delivered and no ledger changed. The rendered files (file destinations) and the messages "
+                 "(streaming destinations, one JSON payload a line) are kept under previews/<run_date>/<destination>/ "
+                 "in the lake, the only place the preview's profile values are written."),
+    written_by="export --dry-run",
+    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
+    keys=["destination", "run_date"],
+    partition_by=["destination"],
+    schema=T.StructType([
+        T.StructField("destination", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("run_id", T.StringType(), True),
+        T.StructField("type", T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("base_run_date", T.DateType(), True),
+        T.StructField("received", T.LongType(), False),
+        T.StructField("activated", T.LongType(), False),
+        T.StructField("excluded", T.MapType(T.StringType(), T.LongType(), False), False),
+        T.StructField("failed", T.LongType(), False),
+        T.StructField("files", T.LongType(), False),
+        T.StructField("rows", T.LongType(), False),
+        T.StructField("bytes", T.LongType(), False),
+        T.StructField("messages", T.LongType(), False),
+        T.StructField("already_delivered", T.LongType(), False),
+        T.StructField("file_list", T.ArrayType(EXPORT_PREVIEW_FILE, False), False),
+        T.StructField("location", T.StringType(), False),
+        T.StructField("previewed_at", T.TimestampType(), False),
+    ]),
+    columns=("received / activated / excluded (reason -> count) / failed / files / rows / bytes: what "
+             "destination_metrics would record if every delivery succeeded (failed: streaming changes that would be "
+             "given up, retry.give_up_after_days passed) (files, rows and bytes count data files; streaming: rows = "
+             "activated messages, bytes their payloads, files 0); messages: what a streaming destination would send "
+             "now (activated minus those already acknowledged for the run date; 0 for files); already_delivered: "
+             "files (or messages) the ledgers already hold as delivered for the run date, which a real run would "
+             "not send again; file_list: every file a file destination would deliver (the manifest last), "
+             "already_delivered when the export ledger has it with the same SHA-256; location: the preview "
+             "folder in the lake"),
+)
+
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
               IDENTITY_LINKS, IDENTITY_RUNS, IDENTITY_NODES, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG,
               EXPORT_LEDGER, DESTINATION_METRICS, RUN_METRICS, QUALITY_RESULTS, STEP_RUNS, DELIVERY_LEDGER,
-              DELIVERY_FAILURES]
+              DELIVERY_FAILURES, EXPORT_PREVIEWS]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp.delta_io import read_table
-from cdp.lake import DESTINATION_METRICS, EXPORT_LEDGER, RUN_METRICS, Lake
+from cdp.lake import DESTINATION_METRICS, EXPORT_LEDGER, EXPORT_PREVIEWS, RUN_METRICS, Lake
 
 
 def collect_report(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[str, object]:
@@ -24,8 +24,11 @@ def collect_report(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[s
     destinations = [row.asDict() for row in read_table(spark, lake.path(DESTINATION_METRICS),
                                                        DESTINATION_METRICS.schema).where(
         F.col("run_date") == F.lit(run_date)).orderBy("destination").collect()]
+    previews = [row.asDict(recursive=True) for row in read_table(spark, lake.path(EXPORT_PREVIEWS),
+                                                                 EXPORT_PREVIEWS.schema).where(
+        F.col("run_date") == F.lit(run_date)).orderBy("destination").collect()]
     return {"run_date": run_date.isoformat(), "metrics": {k: dict(v) for k, v in metrics.items()}, "files": files,
-            "destinations": destinations}
+            "destinations": destinations, "previews": previews}
 
 
 def format_report(report: dict[str, object]) -> str:
@@ -90,4 +93,19 @@ def format_report(report: dict[str, object]) -> str:
         for f in files:
             lines.append(f"  {f['destination']}: {f['file_name']} ({f['kind']}, {f['rows']} rows, {f['bytes']} bytes, "
                          f"{f['status']}) -> {f['location']}")
+    previews = report.get("previews") or []
+    assert isinstance(previews, list)
+    if previews:
+        lines += ["", "dry run (nothing delivered): what each destination would receive",
+                  f"{'destination':<22}{'type':<11}{'mode':<12}{'received':>9}{'activated':>10}{'excluded':>9}"
+                  f"{'failed':>7}{'files':>6}{'rows':>8}{'bytes':>10}{'messages':>9}  run"]
+        for p in previews:
+            excluded = sum((p["excluded"] or {}).values())
+            lines.append(f"{p['destination']:<22}{p['type']:<11}{p['mode']:<12}{p['received']:>9}{p['activated']:>10}"
+                         f"{excluded:>9}{p['failed']:>7}{p['files']:>6}{p['rows']:>8}{p['bytes']:>10}"
+                         f"{p['messages']:>9}  {p['run_id']}")
+            for f in p["file_list"] or []:
+                again = ", already delivered: not sent again" if f["already_delivered"] else ""
+                lines.append(f"  {f['file_name']} ({f['kind']}, {f['rows']} rows, {f['bytes']} bytes{again})")
+            lines.append(f"  preview: {p['location']}")
     return "\n".join(lines)

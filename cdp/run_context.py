@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,12 @@ def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) 
         argparse.Namespace, RunContext, Workspace]:
     """Parse a job's arguments; load the workspace (at run time, never at DAG parse time)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # CDP_LOG_LEVEL (default INFO) sets the platform's own loggers (cdp.*, jobs.*, the job module): DEBUG for a
+    # closer look, and no level may log a profile value (tests/e2e checks it at DEBUG). Libraries stay at INFO
+    # (py4j's DEBUG logs every command it sends to the JVM).
+    level = getattr(logging, os.environ.get("CDP_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    for name in ("cdp", "jobs", "__main__"):
+        logging.getLogger(name).setLevel(level)
     args = parser.parse_args(argv)
     settings = Settings(workspace=args.workspace, lake=args.lake, landing=args.landing, exports=args.exports)
     ctx = RunContext(run_date=args.run_date, run_id=args.run_id, settings=settings)

@@ -43,8 +43,11 @@ unless the steps it reads from committed the run date.
 
 Trigger Params (all optional): `audiences` and `destinations` choose which destinations export
 (default all; every audience is evaluated anyway), `full_resync` sends chosen destinations every
-current member, `full_identity_rebuild` recomputes every identity component. Names are checked
-against the workspace when the run starts (`list_destinations`): an unknown one fails the run at once.
+current member, `full_identity_rebuild` recomputes every identity component, `dry_run` computes everything
+and renders every export into `<lake>/previews/<run date>/<destination>/` (table `export_previews`) but
+delivers nothing and changes no delivery ledger (the real run of the same day then delivers what it would
+have). Names are checked against the workspace when the run starts (`list_destinations`): an unknown one
+fails the run at once.
 
 Identity resolution recomputes only the graph components touched since the previous run; trigger
 with the param `full_identity_rebuild` to recompute every component (the result is the same).
@@ -122,6 +125,16 @@ with DAG(
             description="Recompute every identity graph component instead of only those touched since the "
             "previous run (same result; use after restoring the lake or to re-verify it).",
         ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Compute everything and render every export into the lake's preview area "
+            "(previews/<run date>/<destination>/: the files, or the messages, each destination would receive; "
+            "counts in the table export_previews and the report), but deliver nothing and change no delivery "
+            "ledger. Ingestion, identities, profiles and memberships of the day are computed as in a real run "
+            "(each replaces its day's slice), so the real run of the same day delivers exactly what it would have.",
+        ),
     },
 ) as dag:
 
@@ -170,6 +183,7 @@ with DAG(
         job="export",
         map_index_template="{{ task.destination }}",
         full_resync="{{ params.full_resync | join(',') }}",
+        dry_run_flag="{{ params.dry_run }}",
     ).expand(destination=destinations)
     # The report runs whatever happened to the exports: one destination down fails its own task only, and
     # the report still says what every other destination received. "all_done_min_one_success" with the audience
@@ -179,7 +193,7 @@ with DAG(
     audience_gate = check("audiences")
     # Runs whatever the exports did: a destination that failed is counted, and every delivered file must
     # hold exactly the rows its destination activated.
-    export_gate = check("exports", trigger_rule="all_done_min_one_success")
+    export_gate = check("exports", trigger_rule="all_done_min_one_success", dry_run_flag="{{ params.dry_run }}")
 
     (
         validate

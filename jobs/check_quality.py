@@ -56,6 +56,7 @@ from cdp.lake import (
     EXIT_REASONS,
     EXITED,
     EXPORT_LEDGER,
+    EXPORT_PREVIEWS,
     IDENTITY_MAP,
     MEMBERSHIP_STATUSES,
     PROFILE_MERGED,
@@ -398,10 +399,42 @@ def export_suites(spark: SparkSession, lake: Lake, run_date: dt.date) -> list[Su
     ], samples="plain")]  # counts and destination names only
 
 
-def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage) -> list[ExpectationOutcome]:
-    """Run the stage's suites, record every outcome, raise if any failed."""
+def export_preview_suites(spark: SparkSession, lake: Lake, run_date: dt.date) -> list[Suite]:
+    """A dry run's previews reconcile like real exports: received = activated + excluded + failed, and the data
+    files a file destination would receive hold exactly the rows it would activate."""
+    previews = read_run_date_slice(spark, lake, EXPORT_PREVIEWS, run_date, absent_as_empty=True)
+    files = previews.where(F.col("type").isin(*STREAMING_TYPES) == F.lit(False)).select(
+        "destination", F.explode("file_list").alias("f")).select(
+        "destination", F.col("f.kind").alias("kind"), F.lit("delivered").alias("status"), F.col("f.rows").alias("rows"))
+    messages = previews.where(F.col("type").isin(*STREAMING_TYPES)).select(
+        "destination", F.lit("data").alias("kind"), F.lit("delivered").alias("status"), F.col("rows"))
+    return [Suite("destination_counts", transform_export_reconciliation(
+        previews.select("destination", "received", "activated", "excluded", "failed"), files.unionByName(messages)), [
+        gxe.ExpectColumnValuesToBeNull(column="count_problem"),
+        gxe.ExpectColumnValuesToBeNull(column="rows_problem"),
+    ], samples="plain")]  # counts and destination names only
+
+
+# The stage under which a dry run's export gate records its outcomes: never those of the real exports.
+PREVIEW_STAGE = "export_previews"
+STREAMING_TYPES = ("http", "kafka", "kinesis")
+
+
+def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage, dry_run: bool = False
+        ) -> list[ExpectationOutcome]:
+    """Run the stage's suites, record every outcome, raise if any failed.
+
+    ``dry_run`` (stage exports only): check the run date's ``export_previews`` instead of what was delivered,
+    recorded as stage ``export_previews``.
+    """
     lake = ctx.lake
-    if stage == "ingest":
+    recorded: str = stage
+    if dry_run and stage != "exports":
+        raise ValueError(f"--dry-run applies to the stage exports only, not {stage}")
+    if dry_run:
+        suites = export_preview_suites(spark, lake, ctx.run_date)
+        recorded = PREVIEW_STAGE
+    elif stage == "ingest":
         suites = ingest_suites(spark, ws, lake, ctx.run_date)
     elif stage == "identities":
         suites = identity_suites(spark, lake, ctx.run_date, ws.config.guardrails.max_identities_per_graph,
@@ -413,14 +446,14 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage) -> li
     else:
         suites = export_suites(spark, lake, ctx.run_date)
     outcomes = validate_suites(suites)
-    rows = [(ctx.run_date, stage, o.suite, o.expectation, o.kwargs, o.success, o.observed) for o in outcomes]
+    rows = [(ctx.run_date, recorded, o.suite, o.expectation, o.kwargs, o.success, o.observed) for o in outcomes]
     replace_slice(spark.createDataFrame(rows, QUALITY_RESULTS.schema), lake.path(QUALITY_RESULTS),
-                  f"run_date = {date_literal(ctx.run_date)} AND stage = '{stage}'", QUALITY_RESULTS.partition_by)
+                  f"run_date = {date_literal(ctx.run_date)} AND stage = '{recorded}'", QUALITY_RESULTS.partition_by)
     # Warning suites are recorded and logged, never stop the run: a size swing may be real (a campaign).
     for o in outcomes:
         if o.suite in WARNING_SUITES and not o.success:
             log.warning("data-quality warning at stage '%s': %s", stage, o.describe())
-    raise_on_failure(stage, [o for o in outcomes if o.suite not in WARNING_SUITES])
+    raise_on_failure(recorded, [o for o in outcomes if o.suite not in WARNING_SUITES])
     return outcomes
 
 
@@ -440,9 +473,15 @@ def checked_steps(stage: str, ws: Workspace) -> list[StepKey]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = job_parser("Great Expectations gate between two steps of the daily run")
     parser.add_argument("--stage", required=True, choices=STAGES)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="stage exports: check the dry run's export_previews instead of the deliveries")
 
     def gate(spark: SparkSession, ws: Workspace, ctx: RunContext, args: argparse.Namespace) -> None:
-        run(spark, ws, ctx, args.stage)
+        run(spark, ws, ctx, args.stage, args.dry_run)
+
+    given = parser.parse_known_args(argv)[0]
+    if given.dry_run and given.stage != "exports":
+        parser.error(f"--dry-run applies to --stage exports only, not {given.stage}")
 
     run_job(parser, argv, lambda args: StepKey(f"check_{args.stage}"), gate,
             requires=lambda args, ws: checked_steps(args.stage, ws), record=False)

@@ -13,6 +13,11 @@
    of a killed attempt are removed first.
 4. Metrics: ``destination_metrics`` (received = activated + excluded + failed) and ``run_metrics``.
 
+A dry run (``--dry-run``, the DAG's Param ``dry_run``) does 1 and 2 the same way into the lake's preview folder
+and records what it found in ``export_previews`` (:mod:`cdp.destinations.preview`); it opens no transport and
+writes no ledger and no ``destination_metrics``, so the real run of the same day delivers exactly what it would
+have delivered without the dry run.
+
 A destination that stays down fails its own task after the transport's retries; the next run
 delivers what is missing.
 """
@@ -36,6 +41,7 @@ from cdp import lake_files
 from cdp.delta_io import read_run_date_slice
 from cdp.destinations import ledger
 from cdp.destinations.encryption import PGP_EXTENSION, PgpEncryptor, encrypted_name, public_key_of
+from cdp.destinations.preview import PREVIEW_STEP, Preview, PreviewFile, fresh_preview_folder, record_preview
 from cdp.destinations.render import RenderedFile, render_file, render_manifest
 from cdp.destinations.rows import (
     AUDIENCE,
@@ -238,9 +244,12 @@ def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: 
     return done, [], None
 
 
-def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, full_resync: bool = False
-        ) -> dict[str, int]:
-    """Export every audience of one destination for the run date; return the counts (see the module doc)."""
+def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, full_resync: bool = False,
+        dry_run: bool = False) -> dict[str, int]:
+    """Export every audience of one destination for the run date; return the counts (see the module doc).
+
+    ``dry_run``: compute and render everything into the preview folder, deliver nothing, change no ledger.
+    """
     if destination not in ws.destinations:
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
@@ -249,10 +258,14 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     if isinstance(dest, StreamingDestination):  # http, kafka, kinesis: cdp.destinations.streaming
         from cdp.destinations.streaming import export as streaming_export
 
+        if dry_run:
+            return streaming_export.preview(spark, ws, ctx, dest, full_resync)
         return streaming_export.run(spark, ws, ctx, dest, full_resync)
     # The key is checked before anything is computed: a destination that cannot encrypt sends nothing.
     encryptor = open_encryptor(dest)
     try:
+        if dry_run:
+            return preview(spark, ws, ctx, dest, full_resync, encryptor)
         return export(spark, ws, ctx, dest, full_resync, encryptor)
     finally:
         if encryptor is not None:
@@ -290,6 +303,53 @@ def staging_folders(staging: str) -> tuple[str, str | None]:
     return scratch, staging
 
 
+def with_manifest(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: list[RenderedFile], folder: str,
+                  encryptor: PgpEncryptor | None) -> list[RenderedFile]:
+    """The data files under the names they are delivered with (``.pgp`` when encrypted), then the manifest when
+    the destination has one."""
+    if encryptor is not None:
+        # Delivered as <name>.pgp; what is recorded is the rendered file (see cdp.destinations.encryption).
+        files = [dataclasses.replace(f, name=encrypted_name(f.name)) for f in files]
+    if dest.manifest:
+        name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
+        name = name[: len(name) - len(dest.extension)] + ".manifest.json"
+        encryption = None if encryptor is None else {"type": "pgp", "recipient": encryptor.fingerprint}
+        files = [*files, render_manifest(dest, ctx.run_date.isoformat(), manifest_run_id(spark, ctx, dest, files),
+                                         files, name, folder, encryption)]
+    return files
+
+
+def preview(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, full_resync: bool,
+            encryptor: PgpEncryptor | None) -> dict[str, int]:
+    """A dry run of :func:`export`: the same rows, exclusions and files (same names, rows, bytes and SHA-256; an
+    encrypted destination's files kept as rendered, before encryption, as its ledger records them) rendered
+    into the preview folder and recorded in ``export_previews``; nothing is delivered or written to a ledger."""
+    folder = fresh_preview_folder(ctx.settings.lake, ctx.run_date, dest.name)
+    units, mode, base = select_units(spark, ws, ctx, dest, full_resync)
+    units = units.persist()
+    try:
+        counts = exclusion_counts(units)
+        files = with_manifest(spark, ctx, dest, render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder),
+                              folder, encryptor)
+    finally:
+        units.unpersist()
+    before = ledger.entries(spark, ctx.lake, dest.name, ctx.run_date)
+    listed = [PreviewFile(f.name, f.kind, f.audience_id, f.rows, f.bytes, f.sha256,
+                          f.name in before and before[f.name].status == ledger.DELIVERED
+                          and before[f.name].sha256 == f.sha256) for f in files]
+    data = [f for f in listed if f.kind == "data"]
+    excluded = {k.removeprefix("excluded."): v for k, v in counts.items() if k.startswith("excluded.")}
+    result = Preview(dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, counts["received"],
+                     counts["activated"], excluded, 0, listed, sum(f.rows for f in data), sum(f.bytes for f in data), 0,
+                     sum(1 for f in listed if f.already_delivered), folder)
+    record_preview(spark, ctx.lake, result)
+    log.info("dry run of destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d rows, "
+             "%d bytes (%d already delivered); nothing delivered, preview in %s", dest.name, dest.type_name, mode,
+             result.received, result.activated, excluded, len(data), result.rows, result.bytes,
+             result.already_delivered, folder)
+    return result.metrics()
+
+
 def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestination, full_resync: bool,
            encryptor: PgpEncryptor | None) -> dict[str, int]:
     """:func:`run` for a destination found in the workspace."""
@@ -315,15 +375,7 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
 
         files = render(ws, ctx, dest, units.where(F.col(REASON).isNull()), folder,
                        written if observation is not None else None, spark_folder)
-        if encryptor is not None:
-            # Delivered as <name>.pgp; what is recorded is the rendered file (see cdp.destinations.encryption).
-            files = [dataclasses.replace(f, name=encrypted_name(f.name)) for f in files]
-        if dest.manifest:
-            name = render_file_name(dest, "manifest", dest.name, evaluation_stamp(ctx.run_date))
-            name = name[: len(name) - len(dest.extension)] + ".manifest.json"
-            encryption = None if encryptor is None else {"type": "pgp", "recipient": encryptor.fingerprint}
-            files.append(render_manifest(dest, ctx.run_date.isoformat(), manifest_run_id(spark, ctx, dest, files),
-                                         files, name, folder, encryption))
+        files = with_manifest(spark, ctx, dest, files, folder, encryptor)
         phases["rendered"] = time.monotonic() - started - sum(phases.values())
         done, missed, cause = deliver(spark, ctx, dest, files, mode, base, encryptor)
         phases["delivered"] = time.monotonic() - started - sum(phases.values())
@@ -358,13 +410,16 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m jobs.export --run-date YYYY-MM-DD --destination NAME [--full-resync]``."""
+    """Command line: ``python -m jobs.export --run-date YYYY-MM-DD --destination NAME [--full-resync] [--dry-run]``."""
     parser = job_parser("Export the audiences of one destination for a run date.")
     parser.add_argument("--destination", required=True, help="name of a destination of the workspace")
     parser.add_argument("--full-resync", action="store_true",
                         help="send every current member, whatever was delivered before (recorded as mode resync)")
-    run_job(parser, argv, lambda args: StepKey(STEP, args.destination),
-            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.destination, args.full_resync),
+    parser.add_argument("--dry-run", action="store_true",
+                        help="compute and render everything into <lake>/previews/<run date>/<destination>/ and "
+                             "record it in export_previews; deliver nothing and change no ledger")
+    run_job(parser, argv, lambda args: StepKey(PREVIEW_STEP if args.dry_run else STEP, args.destination),
+            lambda spark, ws, ctx, args: run(spark, ws, ctx, args.destination, args.full_resync, args.dry_run),
             requires=lambda _args, _ws: [StepKey("evaluate_audiences")])
 
 

@@ -100,6 +100,22 @@ def test_full_identity_rebuild_param_reaches_the_job(dagbag: DagBag) -> None:
         assert rendered == ["--mode", mode]
 
 
+def test_dry_run_param_reaches_the_exports_and_their_gate_only(dagbag: DagBag) -> None:
+    """A dry run: the export tasks and the export gate get --dry-run; the steps before them run as always."""
+    from cdp_provider.operators.spark_job import CdpSparkJobOperator
+
+    dag = dagbag.dags["cdp_daily"]
+    assert dag.params["dry_run"] is False
+    gate = dag.get_task("check_exports")
+    assert dag.get_task("export").partial_kwargs["dry_run_flag"] == gate.dry_run_flag == "{{ params.dry_run }}"
+    assert [t.task_id for t in dag.tasks if getattr(t, "dry_run_flag", "")] == ["check_exports"]
+    for value in (False, True):
+        flag = gate.render_template(gate.dry_run_flag, {"params": {"dry_run": value}})
+        job = CdpSparkJobOperator(task_id="export_probe", job="export", destination="marketing_landing",
+                                  run_date="2026-11-27", dry_run_flag=flag)
+        assert ("--dry-run" in job.job_arguments("manual__1")) is value
+
+
 def test_cdp_maintenance_runs_the_maintenance_job_daily(dagbag: DagBag) -> None:
     """One task, the maintenance job, for the run date; once a day at 03:00 UTC, one run at a time."""
     import pendulum

@@ -31,12 +31,13 @@ def retail(repo_root: Path) -> Workspace:
 def test_params_are_typed_and_described(dagbag: DagBag) -> None:
     params = dagbag.dags["cdp_daily"].params
     assert {k: params.get_param(k).resolve() for k in params} == {
-        "audiences": [], "destinations": [], "full_resync": [], "full_identity_rebuild": False}
+        "audiences": [], "destinations": [], "full_resync": [], "full_identity_rebuild": False, "dry_run": False}
     for key in params:
         param = params.get_param(key)
         assert param.description and param.schema.get("title"), f"Param {key} has no title or description"
     assert params.get_param("audiences").schema["type"] == "array"
     assert params.get_param("full_identity_rebuild").schema["type"] == "boolean"
+    assert params.get_param("dry_run").schema["type"] == "boolean"
 
 
 def test_a_param_of_the_wrong_type_is_refused_by_the_trigger_form(dagbag: DagBag) -> None:

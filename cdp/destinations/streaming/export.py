@@ -15,6 +15,10 @@
 A destination that stays unreachable (retries exhausted on network errors, timeouts, 429, 5xx) fails its
 task after the metrics are written, so Airflow retries it; the retry sends only what is not acknowledged.
 Records the endpoint refuses (other 4xx, record errors) do not fail the task: they are retried by later runs.
+
+A dry run (:func:`preview`) computes and classifies the changes the same way (2 and 3, read-only), writes the
+messages it would send into the lake's preview folder and records the counts in ``export_previews``: no
+connection is opened, and neither the ledger nor the journal is touched.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from cdp.delta_io import read_run_date_slice, read_table
 from cdp.destinations import ledger as file_ledger
+from cdp.destinations.preview import Preview, fresh_preview_folder, record_preview
 from cdp.destinations.rows import MappingContext
 from cdp.destinations.streaming import ledger
 from cdp.destinations.streaming.changes import (
@@ -209,14 +214,25 @@ def send_partitions() -> int:
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDestination,
         full_resync: bool = False) -> dict[str, int]:
     """Deliver the destination's changes for the run date; return the counts recorded in destination_metrics."""
-    lake = ctx.lake
     # Usage policies against the workspace as loaded now, before the connection is opened or anything read.
     enforce_policies(ws, dest.name)
     conn = resolve_connection(dest.connection)
-    ledger.fold_journal(spark, lake, dest.name, ctx.run_date)
+    ledger.fold_journal(spark, ctx.lake, dest.name, ctx.run_date)
     scratch = os.path.join(ctx.settings.lake, "_stream_scratch", dest.name, ctx.run_date.isoformat())
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        classified, mode, base = classify(spark, ws, ctx, dest, full_resync, scratch)
+        return _deliver(spark, ctx, dest, conn, classified, scratch, mode, base)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
+
+def classify(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDestination, full_resync: bool,
+             scratch: str) -> tuple[DataFrame, str, dt.date | None]:
+    """The run date's changes (written once under ``scratch``), each with what an earlier attempt of the day
+    recorded (``__done``) and whether it is given up (``__given_up``); the mode and the base run date. Reads the
+    ledger and the failures, writes only under ``scratch``."""
+    lake = ctx.lake
+    shutil.rmtree(scratch, ignore_errors=True)
     rows = ledger.history(spark, lake, dest.name)
     acknowledged = ledger.acknowledged_state(rows, ctx.run_date).persist()
     base_row = rows.where(F.col("run_date") < F.lit(ctx.run_date)).agg(F.max("run_date").alias("d")).first()
@@ -245,11 +261,49 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDest
     (changes.join(today, MESSAGE_ID, "left").join(pending_since, PROFILE, "left")
      .withColumn("__given_up", F.col(REASON).isNull() & F.col("__done").isNull() & F.coalesce(give_up, F.lit(False)))
      .write.parquet(os.path.join(scratch, "classified")))
-    classified = spark.read.parquet(os.path.join(scratch, "classified"))
+    return spark.read.parquet(os.path.join(scratch, "classified")), mode, base
+
+
+def preview(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: StreamingDestination,
+            full_resync: bool = False) -> dict[str, int]:
+    """A dry run of :func:`run`: the messages it would send now written to ``<preview folder>/messages/`` (one
+    JSON payload a line, ordered by profile id), the counts recorded in ``export_previews``. Opens no connection
+    and writes no ledger, journal or destination_metrics (an earlier attempt's journal, folded by the real run,
+    is not read: its messages count as still to send)."""
+    enforce_policies(ws, dest.name)
+    folder = fresh_preview_folder(ctx.settings.lake, ctx.run_date, dest.name)
+    scratch = os.path.join(folder, ".work")
     try:
-        return _deliver(spark, ctx, dest, conn, classified, scratch, mode, base)
+        classified, mode, base = classify(spark, ws, ctx, dest, full_resync, scratch)
+        to_send = classified.where(F.col(REASON).isNull() & F.col("__done").isNull() & ~F.col("__given_up"))
+        to_send.orderBy(PROFILE, MESSAGE_ID).select(PAYLOAD).coalesce(1).write.text(os.path.join(folder, "messages"))
+        done = F.col("__done") == ledger.DELIVERED
+        row = classified.agg(
+            F.count(F.lit(1)).alias("received"),
+            *[F.sum(F.when(F.col(REASON) == r, 1).otherwise(0)).alias(f"excluded.{r}")
+              for r in STREAMING_EXCLUSION_REASONS],
+            F.sum(F.when(done, 1).otherwise(0)).alias("done"),
+            F.sum(F.when(done, F.col("__done_bytes")).otherwise(0)).alias("done_bytes"),
+            F.sum(F.when(F.col("__given_up") | (F.col("__done") == ledger.GIVEN_UP), 1).otherwise(0)).alias("given_up"),
+            F.sum(F.when(F.col(REASON).isNull() & F.col("__done").isNull() & ~F.col("__given_up"), 1).otherwise(0))
+            .alias("send"),
+            F.sum(F.when(F.col(REASON).isNull() & F.col("__done").isNull() & ~F.col("__given_up"),
+                         F.octet_length(PAYLOAD)).otherwise(0)).alias("send_bytes"),
+        ).first()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    assert row is not None
+    excluded = {r: int(row[f"excluded.{r}"] or 0) for r in STREAMING_EXCLUSION_REASONS}
+    done_count, send = int(row["done"] or 0), int(row["send"] or 0)
+    result = Preview(dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, int(row["received"]),
+                     done_count + send, excluded, int(row["given_up"] or 0), [], done_count + send,
+                     int(row["done_bytes"] or 0) + int(row["send_bytes"] or 0), send, done_count, folder)
+    record_preview(spark, ctx.lake, result)
+    log.info("dry run of destination %s (%s, %s): %d received, %d activated, %s excluded, %d given up; %d "
+             "message(s) would be sent (%d already acknowledged), %d bytes; nothing sent, preview in %s",
+             dest.name, dest.type_name, mode, result.received, result.activated, excluded, result.failed, send,
+             done_count, result.bytes, folder)
+    return result.metrics()
 
 
 def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, conn: ConnectionInfo,

@@ -57,10 +57,12 @@ class CdpSparkJobOperator(SparkSubmitOperator):
     :param extra_args: further job arguments (e.g. ``["--stage", "ingest"]``).
     :param full_resync: comma-separated destination names whose export sends every current member
         (``--full-resync``), whatever was delivered before.
+    :param dry_run_flag: rendered from the DAG's Param (``True`` / ``False``): when true the job gets ``--dry-run``
+        (export: preview only, nothing delivered; the export gate: check the previews).
     """
 
     template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "run_date", "dataset", "destination",
-                                      "extra_args", "full_resync")
+                                      "extra_args", "full_resync", "dry_run_flag")
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         extra_args: list[str] | None = None,
         run_date: str = "{{ data_interval_start | ds }}",
         full_resync: str = "",
+        dry_run_flag: str = "",
         conn_id: str = "spark_default",
         **kwargs: Any,
     ) -> None:
@@ -83,6 +86,7 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         self.run_date = run_date
         # Comma-separated destinations to resync in full (rendered from the DAG's Param).
         self.full_resync = full_resync
+        self.dry_run_flag = dry_run_flag
         self._failure_file = ""
 
     def job_arguments(self, run_id: str) -> list[str]:
@@ -94,6 +98,8 @@ class CdpSparkJobOperator(SparkSubmitOperator):
             args += ["--destination", self.destination]
             if self.destination in {d.strip() for d in (self.full_resync or "").split(",")}:
                 args.append("--full-resync")
+        if str(self.dry_run_flag).strip().lower() in {"true", "1"}:
+            args.append("--dry-run")
         return args + self.extra_args
 
     def connection_env(self) -> dict[str, str]:
