@@ -21,20 +21,13 @@ ledger tables.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from e2e_days import DAYS, HAND_CRM_IDS, HAND_EMAILS
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -43,163 +36,7 @@ from cdp.identities import e164
 # Three DAG runs of 15 tasks each: on a busy machine more than the suite's default 30-minute timeout.
 pytestmark = pytest.mark.timeout(5400)
 
-DAYS = ["2026-11-27", "2026-11-28", "2026-11-29"]
-ECID_ANN = "1" * 38
-ECID_BOB = "2" * 38
-HAND_CRM_IDS = {"C001", "C002", "C003", "C004", "C006"}
-HAND_EMAILS = {"ann@example.com", "bob@example.com", "cat@example.com", "eve@example.com"}
-
-CRM_HEADER = "crm_id,email,phone,first_name,last_name,birth_date,country,city,consent_marketing,updated_at\n"
-CRM_DAY1 = CRM_HEADER + (
-    "C001,Ann@Example.com,+33 6 12 34 56 78,Ann,Archer,1990-04-01,FR,Paris,true,2026-11-27T08:00:00Z\n"
-    "C002,bob@example.com,(415) 555-0100,Bob,Baker,1985-01-15,US,Austin,false,2026-11-27T09:00:00Z\n"
-    "C003,cat@example.com,,Cat,Cole,,FR,Lyon,true,2026-11-27T10:00:00Z\n"
-    "C004,not-an-email,,Dan,Dale,,DE,Berlin,true,2026-11-27T10:00:00Z\n")
-# Day 3: Fay's CRM record carries Bob's e-mail (the newer link wins).
-CRM_DAY3 = CRM_HEADER + "C006,bob@example.com,06 11 22 33 44,Fay,Fox,,US,Denver,true,2026-11-29T09:00:00Z\n"
-
-WEB_LINES = [
-    {"event_id": "w1", "event_type": "add_to_cart", "timestamp": "2026-11-26T10:00:00Z", "ecid": ECID_BOB,
-     "crm_id": "C002", "product_id": "P1"},
-    {"event_id": "w2", "event_type": "add_to_cart", "timestamp": "2026-11-27T10:00:00Z", "ecid": ECID_ANN,
-     "crm_id": "C001", "product_id": "P2"},
-    {"event_id": "w3", "event_type": "purchase", "timestamp": "2026-11-27T11:00:00Z", "ecid": ECID_ANN,
-     "revenue": 59.9},
-    {"event_id": "w4", "event_type": "checkout", "timestamp": "2026-11-27T12:00:00Z", "ecid": ECID_ANN},
-]
-
-EMAIL_LINES = [
-    {"event_id": "m1", "event_type": "open", "timestamp": "2026-11-27T06:00:00Z", "email": "cat@example.com",
-     "campaign_id": "K1"},
-    {"event_id": "m2", "event_type": "open", "timestamp": "2026-11-27T07:00:00Z", "email": "Cat@Example.com",
-     "campaign_id": "K2"},
-]
-
 HEADER = "crm_id,email,first_name,loyalty_tier,country,membership_status,last_qualification_time"
-
-
-def logical_date(day: str) -> str:
-    """The logical date of the run whose data interval is [day, day + 1): its run date is ``day``."""
-    return f"{dt.date.fromisoformat(day) + dt.timedelta(days=1)}T00:00:00+00:00"
-
-
-def loyalty_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.table({
-        "loyalty_id": [r["loyalty_id"] for r in rows],
-        "email": [r["email"] for r in rows],
-        "tier": [r["tier"] for r in rows],
-        "points": pa.array([r["points"] for r in rows], pa.int64()),
-        "joined_on": pa.array([r["joined_on"] for r in rows], pa.date32()),
-        "updated_at": pa.array([r["updated_at"] for r in rows], pa.timestamp("us", tz="UTC")),
-    })
-
-
-def write_hand_written(landing: Path) -> None:
-    """The hand-written persons' files, next to the generated ones in each day's folders."""
-    day1, day2, day3 = DAYS
-    for folder in ("crm", "web", "email", "loyalty"):
-        for day in DAYS:
-            (landing / folder / day).mkdir(parents=True, exist_ok=True)
-    (landing / "crm" / day1 / "crm.csv").write_text(CRM_DAY1, encoding="utf-8")
-    lines = [json.dumps(line) for line in WEB_LINES] + ['{"event_id": "w5", "event_type": "page_view"']
-    (landing / "web" / day1 / "web.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (landing / "email" / day1 / "email.jsonl").write_text(
-        "\n".join(json.dumps(line) for line in EMAIL_LINES) + "\n", encoding="utf-8")
-    seven = dt.datetime(2026, 11, 27, 7, tzinfo=dt.UTC)
-    pq.write_table(loyalty_table([
-        {"loyalty_id": "L001", "email": "ANN@example.com", "tier": "gold", "points": 1500,
-         "joined_on": dt.date(2020, 1, 1), "updated_at": seven},
-        {"loyalty_id": "L002", "email": "eve@example.com", "tier": "platinum", "points": 200,
-         "joined_on": dt.date(2021, 6, 1), "updated_at": seven},
-    ]), landing / "loyalty" / day1 / "loyalty.parquet")
-    # Day 2: Eve's loyalty account now carries Cat's e-mail (and more points): Cat and Eve are one person.
-    pq.write_table(loyalty_table([
-        {"loyalty_id": "L002", "email": "Cat@Example.com", "tier": "platinum", "points": 1800,
-         "joined_on": dt.date(2021, 6, 1), "updated_at": dt.datetime(2026, 11, 28, 7, tzinfo=dt.UTC)},
-    ]), landing / "loyalty" / day2 / "loyalty.parquet")
-    (landing / "crm" / day3 / "crm.csv").write_text(CRM_DAY3, encoding="utf-8")
-
-
-def run_states(airflow: str, env: dict[str, str], day: str) -> list[str]:
-    """The states of the cdp_daily runs of one run date (one run, ``["success"]``, when all went well)."""
-    runs = subprocess.run([airflow, "dags", "list-runs", "cdp_daily", "-o", "json"], env=env,
-                          capture_output=True, text=True, check=True)
-    # Airflow may print warnings before the JSON document: it is the last line.
-    listed = json.loads(runs.stdout.strip().splitlines()[-1])
-    return [r["state"] for r in listed if str(r["logical_date"]).replace(" ", "T").startswith(logical_date(day)[:19])]
-
-
-@pytest.fixture(scope="module")
-def daily_runs(repo_root: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    # CDP_E2E_REUSE: the folder of a finished run of this module (kept when CDP_E2E_KEEP is set) to check
-    # the assertions again without running the DAG three times (a development aid; CI sets neither).
-    # Not under pytest's basetemp: another pytest session of the same user prunes old basetemps, which
-    # would delete the lake under a run that lasts longer than theirs.
-    reuse = os.environ.get("CDP_E2E_REUSE")
-    base = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="cdp-e2e-"))
-    workspace = base / "workspace"
-    landing = base / "landing"
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(base / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(repo_root / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo_root / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # Connect mode, the default: the jobs are clients of the session's loopback server (started only when the
-        # DAG runs, not when CDP_E2E_REUSE checks a finished run again).
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
-            {"conn_type": "spark", "host": "local[2]"} if reuse else
-            {"conn_type": "spark_connect", "host": "sc://127.0.0.1",
-             "port": request.getfixturevalue("spark_connect_server").port}),
-        "CDP_WORKSPACE": str(workspace),
-        "CDP_LAKE": str(base / "lake"),
-        "CDP_LANDING": str(landing),
-        "CDP_EXPORTS": str(base / "exports"),
-        "CDP_TASK_RETRIES": "0",
-        "CDP_DRIVER_MEMORY": "1g",
-        "CDP_SHUFFLE_PARTITIONS": "2",
-    }
-    airflow = str(bin_dir / "airflow")
-    outputs: dict[str, str] = {}
-    states: dict[str, list[str]] = {}
-    if reuse:
-        for day in DAYS:
-            log = base / f"dags_test_{day}.log"
-            if log.exists():
-                outputs[day] = log.read_text(encoding="utf-8")
-                try:
-                    states[day] = run_states(airflow, env, day)
-                except subprocess.CalledProcessError as error:  # a folder the DAG never ran in
-                    states[day] = [f"not listed: {error.stderr.strip().splitlines()[-1:]}"]
-    else:
-        shutil.copytree(repo_root / "examples" / "retail", workspace)
-        # The example's remote destinations (S3, Azure, GCS, SFTP, HTTP, Kafka, Kinesis) are exercised against their
-        # servers by tests/integration/test_export_destinations.py; here the local one stands for them all (the
-        # DAG's export tasks are one per destination, alike), which keeps three DAG days 21 tasks shorter.
-        for remote in ("ads_partner_s3", "crm_sync_azure", "analytics_gcs", "partner_sftp", "crm_api", "profile_bus",
-                       "profile_stream"):
-            (workspace / "destinations" / f"{remote}.yaml").unlink()
-        # Four-line files: one bad line is 25%; let the batch through so the bad lines are quarantined.
-        ws_file = workspace / "workspace.yaml"
-        ws_file.write_text(ws_file.read_text().replace("max_rejected_share: 0.10", "max_rejected_share: 0.5"))
-        subprocess.run([str(bin_dir / "cdp"), "generate", "--profiles", "200", "--days", "3", "--seed", "7",
-                        "--end-date", DAYS[-1], "--out", str(landing)], check=True, capture_output=True)
-        write_hand_written(landing)
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-        for day in DAYS:
-            result = subprocess.run([airflow, "dags", "test", "cdp_daily", logical_date(day)], env=env,
-                                    capture_output=True, text=True, check=False)
-            outputs[day] = result.stdout + result.stderr
-            (base / f"dags_test_{day}.log").write_text(outputs[day], encoding="utf-8")
-            states[day] = run_states(airflow, env, day)
-            if states[day] != ["success"]:
-                break  # the next days depend on this one: stop, the test below says which day failed and why
-    yield {"base": base, "exports": base / "exports", "lake": base / "lake", "landing": landing,
-           "airflow_home": base / "airflow", "outputs": outputs, "states": states}
-    if not reuse and not os.environ.get("CDP_E2E_KEEP"):
-        shutil.rmtree(base, ignore_errors=True)  # the landed files hold (test) PII
 
 
 def test_every_day_succeeded_without_retries(daily_runs: dict[str, Any]) -> None:
