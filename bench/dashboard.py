@@ -77,12 +77,14 @@ def build(lake: Lake, days: int, audiences: int, destinations: int, seed: int = 
             "destination": dests, "run_date": pa.array([day] * k, pa.date32()),
             "run_id": [f"scheduled__{day}"] * k, "type": ["s3"] * k, "mode": ["incremental"] * k,
             "base_run_date": pa.array([day - dt.timedelta(days=1)] * k, pa.date32()),
-            "received": pa.array(received, pa.int64()), "activated": pa.array([r - r // 10 for r in received], pa.int64()),
+            "received": pa.array(received, pa.int64()),
+            "activated": pa.array([r - r // 10 for r in received], pa.int64()),
             "excluded": pa.array([[("consent", r // 10)] for r in received], pa.map_(pa.string(), pa.int64())),
             "failed": pa.array([0] * k, pa.int64()), "files": pa.array([3] * k, pa.int64()),
             "rows": pa.array([r - r // 10 for r in received], pa.int64()),
             "bytes": pa.array([r * 80 for r in received], pa.int64()), "status": ["delivered"] * k,
-            "error": pa.array([None] * k, pa.string()), "failed_by": pa.array([None] * k, pa.map_(pa.string(), pa.int64())),
+            "error": pa.array([None] * k, pa.string()),
+            "failed_by": pa.array([None] * k, pa.map_(pa.string(), pa.int64())),
             "latency_p50_ms": pa.array([None] * k, pa.int64()), "latency_p95_ms": pa.array([None] * k, pa.int64())}))
         files = [(d, f"{d}/{day}/part-{j}.csv") for d in DATASETS for j in range(3)]
         _append(lake, BATCH_LEDGER, pa.table({

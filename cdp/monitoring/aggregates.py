@@ -25,7 +25,8 @@ def audience_sizes(spark: SparkSession, run_date: dt.date, audience_ids: Iterabl
     ``exited_today`` audience id -> memberships that became exited on the run date."""
     rows = []
     for audience_id in audience_ids:
-        realized, existing = int(counts.get((audience_id, "realized"), 0)), int(counts.get((audience_id, "existing"), 0))
+        realized = int(counts.get((audience_id, "realized"), 0))
+        existing = int(counts.get((audience_id, "existing"), 0))
         rows.append((run_date, audience_id, realized + existing, realized, existing,
                      int(exited_today.get(audience_id, 0))))
     return spark.createDataFrame(rows, AUDIENCE_SIZES.schema)

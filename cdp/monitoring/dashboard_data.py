@@ -277,7 +277,7 @@ class DashboardData:
             rows.sort(key=lambda r: (-r["run_date"].toordinal(), r["destination"]))
             return rows
 
-        rows = self._cached(DESTINATION_METRICS, ("runs", destination, since), compute, [])
+        rows: list[dict[str, Any]] = self._cached(DESTINATION_METRICS, ("runs", destination, since), compute, [])
         start = (max(page, 1) - 1) * page_size
         return DestinationPage(len(rows), max(page, 1), page_size, [
             DestinationRun(r["destination"], r["run_date"], r.get("run_id"), r["type"], r["mode"], r["received"],

@@ -85,6 +85,6 @@ def daily_runs(repo_root: Path, request: pytest.FixtureRequest) -> Iterator[dict
             if states[day] != ["success"]:
                 break  # the next days depend on this one: stop, the test below says which day failed and why
     yield {"base": base, "exports": base / "exports", "lake": base / "lake", "landing": landing,
-           "airflow_home": base / "airflow", "outputs": outputs, "states": states}
+           "airflow_home": base / "airflow", "outputs": outputs, "states": states, "env": env}
     if not reuse and not os.environ.get("CDP_E2E_KEEP"):
         shutil.rmtree(base, ignore_errors=True)  # the landed files hold (test) PII

@@ -9,9 +9,10 @@ Each day's landing holds the example generator's files (200 persons, seed 7) and
 - day 3: a new CRM person, Fay (C006), uses Bob's e-mail: two CRM ids meet through one e-mail, collapse
   protection keeps the newer link, and Bob's e-mail splits off his profile.
 
-The three DAG runs happen once for the module, in the default a user gets: every task is a Spark Connect
-client of one loopback server started for the test session (the fixture ``spark_connect_server``), not a
-spark-submit of its own; no other test of tests/e2e runs the DAG. The tests assert the exact export rows of
+The three DAG runs happen once for the test session (``daily_runs`` in tests/e2e/conftest.py), in the
+default a user gets: every task is a Spark Connect client of one loopback server started for the test session
+(the fixture ``spark_connect_server``), not a spark-submit of its own; the other tests of tests/e2e reuse the
+same runs. The tests assert the exact export rows of
 the hand-written persons (generated persons are told apart by their ids and e-mails), the merge and the
 split, the memberships of the retired id, reconciled validate metrics, and that no e-mail or phone number of
 the landed files appears in any task log, in the `airflow dags test` output or in the metrics, quality and
@@ -215,7 +216,8 @@ def test_no_email_or_phone_in_logs_or_metrics_tables(daily_runs: dict[str, Any],
     texts: dict[str, str] = {f"airflow dags test output of {day}": out for day, out in outputs.items()}
     logs = sorted(p for p in (daily_runs["airflow_home"] / "logs").rglob("*") if p.is_file())
     texts.update({str(p): p.read_text(encoding="utf-8", errors="replace") for p in logs})
-    for table in ("run_metrics", "quality_results", "batch_ledger"):
+    for table in ("run_metrics", "quality_results", "batch_ledger", "destination_metrics", "quarantine_summary",
+                  "audience_sizes", "identity_summary"):
         rows = spark.read.format("delta").load(str(daily_runs["lake"] / table)).collect()
         texts[f"table {table}"] = "\n".join(" | ".join(str(v) for v in r) for r in rows)
     # E-mails compared case-insensitively (a log could upper-case one); phones as written and in E.164.

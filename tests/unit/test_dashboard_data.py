@@ -4,6 +4,8 @@ makes (figures equal to a Spark re-computation over the same tables; a new commi
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,43 +68,45 @@ def write(spark: SparkSession, lake: Lake, spec: TableSpec, rows: list[tuple[Any
     replace_slice(spark.createDataFrame(rows, spec.schema), lake.path(spec), predicate, spec.partition_by)
 
 
-@pytest.fixture()
-def filled(spark: SparkSession, lake: str) -> Lake:
-    """Three run dates of every aggregate the view reads, as the jobs write them (one commit per slice)."""
-    root = Lake(lake)
+@pytest.fixture(scope="module")
+def filled(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """Three run dates of every aggregate the view reads, with the jobs' schemas and partitioning (one write per
+    table: Spark commits are the slow part of this test)."""
+    root = Lake(str(tmp_path_factory.mktemp("dashboard") / "lake"))
+    tables: dict[str, list[tuple[Any, ...]]] = {}
     catalog = [("gold", "Gold members", "streaming", "attribute-only rule"),
                ("cart", "Cart abandoners", "batch", "two events over 24 hours"),
                ("fr", "French", "streaming", "attribute-only rule")]
     sizes = {D1: {"gold": (2, 0), "cart": (1, 0), "fr": (1, 0)}, D2: {"gold": (1, 2), "cart": (0, 0), "fr": (0, 1)},
              D3: {"gold": (0, 3), "cart": (2, 0), "fr": (0, 0)}}
     for day, by_audience in sizes.items():
-        predicate = f"run_date = DATE'{day}'"
-        write(spark, root, AUDIENCE_CATALOG, [(day, *c) for c in catalog], predicate)
+        tables.setdefault(AUDIENCE_CATALOG.name, []).extend((day, *c) for c in catalog)
         counts = {(a, s): n for a, (realized, existing) in by_audience.items()
                   for s, n in (("realized", realized), ("existing", existing))}
         exited = {"fr": 1} if day == D3 else {}
-        sizes_df = audience_sizes(spark, day, [c[0] for c in catalog], counts, exited)
-        replace_slice(sizes_df, root.path(AUDIENCE_SIZES), predicate, AUDIENCE_SIZES.partition_by)
+        tables.setdefault(AUDIENCE_SIZES.name, []).extend(
+            tuple(r) for r in audience_sizes(spark, day, [c[0] for c in catalog], counts, exited).collect())
         for name, received, activated, excluded, status in (
                 ("landing", 3, 2, {"consent": 1}, "delivered"), ("crm_api", 4, 0, {"policy": 4}, "blocked")):
-            write(spark, root, DESTINATION_METRICS, [(
+            tables.setdefault(DESTINATION_METRICS.name, []).append((
                 name, day, f"scheduled__{day}", "local" if name == "landing" else "http", "full", None, received,
                 activated, excluded, 0, 1 if status == "delivered" else 0, activated, 100 * activated, status,
-                None if status == "delivered" else "blocked by policy no_pii", None, None, None)],
-                f"destination = '{name}' AND run_date = DATE'{day}'")
+                None if status == "delivered" else "blocked by policy no_pii", None, None, None))
         for dataset in ("crm", "web"):
-            write(spark, root, BATCH_LEDGER, [
+            tables.setdefault(BATCH_LEDGER.name, []).extend([
                 (dataset, day, f"{dataset}_a", 10, 9, 1, "ingested", "r", "h", 0),
-                (dataset, day, f"{dataset}_b", 5, 5, 0, "rejected" if dataset == "web" else "ingested", "r", "h2", 0)],
-                f"dataset = '{dataset}' AND batch_date = DATE'{day}'")
-            write(spark, root, QUARANTINE_SUMMARY, [
-                (dataset, day, "invalid_identity", "email", day.day - 26, ["C1,a***@e***.com"])],
-                f"dataset = '{dataset}' AND batch_date = DATE'{day}'")
-        write(spark, root, IDENTITY_SUMMARY, [(day, 3, 7, 4, {1: 1, 3: 2}, day.day - 27, 0, 0, 0, 0)],
-              f"run_date = DATE'{day}'")
-        write(spark, root, QUALITY_RESULTS, [(day, "profiles", "profiles", "expect_column_values_to_not_be_null",
-                                              '{"column": "profile_id"}', day != D2, None)],
-              f"run_date = DATE'{day}' AND stage = 'profiles'")
+                (dataset, day, f"{dataset}_b", 5, 5, 0, "rejected" if dataset == "web" else "ingested", "r", "h2", 0)])
+            tables.setdefault(QUARANTINE_SUMMARY.name, []).append(
+                (dataset, day, "invalid_identity", "email", day.day - 26, ["C1,a***@e***.com"]))
+        tables.setdefault(IDENTITY_SUMMARY.name, []).append((day, 3, 7, 4, {1: 1, 3: 2}, day.day - 27, 0, 0, 0, 0))
+        tables.setdefault(QUALITY_RESULTS.name, []).append((
+            day, "profiles", "profiles", "expect_column_values_to_not_be_null", '{"column": "profile_id"}', day != D2,
+            None))
+    for spec in (AUDIENCE_CATALOG, AUDIENCE_SIZES, DESTINATION_METRICS, BATCH_LEDGER, QUARANTINE_SUMMARY,
+                 IDENTITY_SUMMARY, QUALITY_RESULTS):
+        assert spec.schema is not None
+        (spark.createDataFrame(tables[spec.name], spec.schema).write.format("delta")
+         .partitionBy(*spec.partition_by).save(root.path(spec)))
     return root
 
 
@@ -153,8 +157,10 @@ def test_figures_equal_the_tables(spark: SparkSession, filled: Lake) -> None:
     assert [(c.run_date, c.success) for c in data.quality_checks(runs=2)] == [(D3, True), (D2, False)]
 
 
-def test_a_new_commit_is_seen_and_an_unchanged_table_is_served_from_the_cache(spark: SparkSession,
-                                                                              filled: Lake) -> None:
+def test_a_new_commit_is_seen_and_an_unchanged_table_is_served_from_the_cache(spark: SparkSession, filled: Lake,
+                                                                              tmp_path: Path) -> None:
+    shutil.copytree(filled.root, tmp_path / "lake")  # the other tests read the module's lake as filled
+    filled = Lake(str(tmp_path / "lake"))
     data = DashboardData(filled.root)
     assert data.destination_runs(destination="landing").rows[0].received == 3
     # The same query on the same table version is not read again.
@@ -164,7 +170,8 @@ def test_a_new_commit_is_seen_and_an_unchanged_table_is_served_from_the_cache(sp
         "landing", D3, "manual__x", "local", "full", None, 9, 9, {}, 0, 1, 9, 900, "delivered", None, None, None,
         None)], f"destination = 'landing' AND run_date = DATE'{D3}'")
     again = data.destination_runs(destination="landing").rows[0]
-    assert (again.run_date, again.received, again.log_path) == (D3, 9, "/dags/cdp_daily/runs/manual__x/tasks/export/mapped")
+    assert (again.run_date, again.received, again.log_path) == (
+        D3, 9, "/dags/cdp_daily/runs/manual__x/tasks/export/mapped")
 
 
 def test_identity_summary_distribution(spark: SparkSession) -> None:
