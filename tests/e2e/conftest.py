@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,3 +92,48 @@ def daily_runs(repo_root: Path, request: pytest.FixtureRequest) -> Iterator[dict
            "airflow_home": base / "airflow", "outputs": outputs, "states": states, "env": env}
     if not reuse and not os.environ.get("CDP_E2E_KEEP"):
         shutil.rmtree(base, ignore_errors=True)  # the landed files hold (test) PII
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def airflow_ui(daily_runs: dict[str, Any]) -> Iterator[str]:
+    """``airflow api-server`` on a free loopback port over the AIRFLOW_HOME and lake of ``daily_runs``; its base
+    URL. Every user is an admin (simple auth manager), so the browser needs no login. Stopped after the session."""
+    port = _free_port()
+    env = {**daily_runs["env"], "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+           "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
+    log_path = daily_runs["base"] / "api_server.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        command = [str(Path(sys.executable).parent / "airflow"), "api-server", "--host", "127.0.0.1", "--port",
+                   str(port), "--workers", "1"]
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"airflow api-server exited with {server.returncode}; log {log_path}:\n"
+                            + log_path.read_text(encoding="utf-8")[-4000:])
+            try:
+                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"airflow api-server did not answer on {base} within 180 s; log {log_path}")
+            time.sleep(1)
+        yield base
+    finally:
+        # The server forks its workers in its own session: stop that group, which this fixture started.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -43,12 +43,14 @@ def _num(value: object) -> str:
 
 
 def sparkline(points: Sequence[int], width: int = 120, height: int = 24) -> str:
-    """An inline SVG polyline of ``points`` (oldest first), scaled to the largest."""
+    """An inline SVG polyline of ``points`` (oldest first)."""
     if not points:
         return ""
-    top = max(max(points), 1)
+    # Scaled between the smallest and largest size shown, so that a change of a large audience stays visible.
+    low, span = min(points), max(max(points) - min(points), 1)
     step = width / max(len(points) - 1, 1)
-    coords = " ".join(f"{i * step:.1f},{height - 2 - (p / top) * (height - 4):.1f}" for i, p in enumerate(points))
+    coords = " ".join(f"{i * step:.1f},{height - 2 - ((p - low) / span) * (height - 4):.1f}"
+                      for i, p in enumerate(points))
     return (f'<svg width="{width}" height="{height}" role="img" aria-label="size over the last {len(points)} runs">'
             f'<polyline fill="none" stroke="#2e90fa" stroke-width="1.5" points="{coords}"/></svg>')
 
