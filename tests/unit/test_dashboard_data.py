@@ -185,3 +185,27 @@ def test_an_empty_lake_shows_nothing_yet(lake: str) -> None:
     assert data.audiences().rows == [] and data.audiences().run_date is None
     assert data.destination_runs().total == 0
     assert data.ingestion_days() == [] and data.identity_runs() == [] and data.quality_checks() == []
+
+
+def test_the_view_pages_filters_and_escapes(filled: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdp_provider.dashboard.activation_app import create_app
+    from fastapi.testclient import TestClient
+
+    # In-process client of the FastAPI app: the real API server serving it is tests/e2e/test_dashboard_browser.py.
+    monkeypatch.setenv("CDP_LAKE", filled.root)
+    client = TestClient(create_app())
+    whole = client.get("/")
+    assert whole.status_code == 200 and whole.headers["content-type"].startswith("text/html")
+    body = whole.text
+    assert '<td data-figure="audience.gold.size">3</td>' in body
+    assert '<span data-figure="destination.crm_api.2026-11-29.excluded.policy">policy 4</span>' in body
+    assert '<span class="bad" data-figure="destination.crm_api.2026-11-29.status">blocked</span>' in body
+    assert '<td data-figure="identity.distribution.3">2</td>' in body
+    assert '<td data-figure="ingestion.web.2026-11-29.rows_ingested">9</td>' in body
+    assert 'href="/dags/cdp_daily/runs/scheduled__2026-11-29/tasks/export/mapped"' in body
+    searched = client.get("/", params={"q": "cart", "dest": "landing"}).text
+    assert 'data-figure="audience.cart.size"' in searched and 'data-figure="audience.gold.size"' not in searched
+    assert "destination.landing.2026-11-29.received" in searched and "destination.crm_api." not in searched
+    # What a user types is shown back escaped, never as markup.
+    assert 'value="&lt;b&gt;"' in client.get("/", params={"q": "<b>"}).text
+    assert client.get("/", params={"evaluation": "sometimes"}).status_code == 422
