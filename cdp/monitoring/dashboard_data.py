@@ -157,6 +157,7 @@ class _Cached:
     table: DeltaTable
     results: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     version: int = -1
+    dataset: ds.Dataset | None = None  # the version's pyarrow dataset: one fragment per file, built once
 
 
 class DashboardData:
@@ -167,6 +168,7 @@ class DashboardData:
         self.storage_options = storage_options
         self._tables: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        self._current: _Cached  # the entry whose compute() runs, under the lock
 
     # -- the cache ------------------------------------------------------------------------------------------------
 
@@ -186,7 +188,9 @@ class DashboardData:
             if version != entry.version:
                 entry.results.clear()
                 entry.version = version
+                entry.dataset = None
             if key not in entry.results:
+                self._current = entry
                 entry.results[key] = compute(entry.table)
             result: T = entry.results[key]
             return result
@@ -198,9 +202,23 @@ class DashboardData:
         values = actions.column(f"partition.{column}").to_pylist() if actions.num_rows else []
         return sorted({v for v in values if v is not None})
 
+    def _read(self, table: DeltaTable, columns: Sequence[str], where: ds.Expression | None) -> pa.Table:
+        """Rows of the table's current version; ``where`` prunes files by partition values and min/max statistics
+        (deltalake puts both in each fragment's expression) before any data file is opened."""
+        entry = self._current
+        if entry.dataset is None:
+            entry.dataset = table.to_pyarrow_dataset()  # seconds for thousands of files: once per version
+        return entry.dataset.to_table(columns=list(columns), filter=where)
+
     @staticmethod
-    def _read(table: DeltaTable, columns: Sequence[str], where: ds.Expression | None) -> pa.Table:
-        return table.to_pyarrow_dataset().to_table(columns=list(columns), filter=where)
+    def _stat_dates(table: DeltaTable, column: str) -> list[dt.date]:
+        """The distinct largest values of a date column over the table's files (their statistics in the log; no
+        data file is read): a file of these tables holds one run date, so these are the run dates."""
+        actions = pa.table(table.get_add_actions(flatten=True))
+        name = f"max.{column}"
+        if not actions.num_rows or name not in actions.column_names:
+            return []
+        return sorted({_as_date(v) for v in actions.column(name).to_pylist() if v is not None})
 
     # -- audiences -------------------------------------------------------------------------------------------------
 
@@ -257,6 +275,11 @@ class DashboardData:
         return self._cached(DESTINATION_METRICS, ("names",),
                             lambda t: [str(v) for v in self._partition_values(t, "destination")], [])
 
+    def latest_destination_run(self) -> dt.date | None:
+        """The latest run date of destination_metrics (from the files' statistics)."""
+        return self._cached(DESTINATION_METRICS, ("latest",),
+                            lambda t: max(self._stat_dates(t, "run_date"), default=None), None)
+
     def destination_runs(self, page: int = 1, page_size: int = 50, destination: str = "",
                          since: dt.date | None = None) -> DestinationPage:
         """destination_metrics rows, newest run date first then by destination; ``destination`` (pushed down
@@ -287,6 +310,11 @@ class DashboardData:
             for r in rows[start:start + page_size]])
 
     # -- ingestion -------------------------------------------------------------------------------------------------
+
+    def latest_batch_date(self) -> dt.date | None:
+        """The latest batch date of batch_ledger (from the files' statistics)."""
+        return self._cached(BATCH_LEDGER, ("latest",), lambda t: max(self._stat_dates(t, "batch_date"),
+                                                                     default=None), None)
 
     def ingestion_days(self, since: dt.date | None = None, dataset: str = "") -> list[IngestionDay]:
         """Per dataset and batch date (newest first): files, rows read, ingested (valid rows of files whose status
@@ -345,12 +373,13 @@ class DashboardData:
         suite and expectation."""
         def compute(table: DeltaTable) -> list[QualityCheck]:
             # quality_results is partitioned by stage: its run dates come from the files' statistics.
-            dates = pc.unique(self._read(table, ["run_date"], None).column("run_date")).to_pylist()
+            dates = self._stat_dates(table, "run_date")[-runs:]
             if not dates:
                 return []
-            since = sorted(dates)[-runs:][0]
-            rows = self._read(table, ["run_date", "stage", "suite", "expectation", "kwargs", "success", "observed"],
-                              ds.field("run_date") >= pa.scalar(since, pa.date32())).to_pylist()
+            rows = [r for r in self._read(table, ["run_date", "stage", "suite", "expectation", "kwargs", "success",
+                                                  "observed"],
+                                          ds.field("run_date") >= pa.scalar(dates[0], pa.date32())).to_pylist()
+                    if r["run_date"] in dates]
             rows.sort(key=lambda r: (-r["run_date"].toordinal(), r["success"], r["stage"], r["suite"],
                                      r["expectation"], r["kwargs"]))
             return [QualityCheck(**r) for r in rows]

@@ -26,6 +26,7 @@ URL_PREFIX = "/cdp/activation"
 AUDIENCES_PER_PAGE = 50
 RUNS_PER_PAGE = 50
 INGESTION_DAYS = 14
+DESTINATION_DAYS = 30  # destination runs of the last 30 days, paged
 
 
 @cache
@@ -52,12 +53,14 @@ def render(data: DashboardData, q: str = "", evaluation: str = "", page: int = 1
     params: dict[str, object] = {"q": q, "evaluation": evaluation, "page": page if page > 1 else "", "dest": dest,
                                  "dpage": dpage if dpage > 1 else "", "dataset": dataset}
     audiences = data.audiences(page, AUDIENCES_PER_PAGE, q, evaluation)
-    latest = max((d.batch_date for d in data.ingestion_days(None, dataset)[:1]), default=None)
+    latest = data.latest_batch_date()
     since = latest - dt.timedelta(days=INGESTION_DAYS - 1) if latest else None
+    last_run = data.latest_destination_run()
+    runs_since = last_run - dt.timedelta(days=DESTINATION_DAYS - 1) if last_run else None
     sections = [
         html.audiences_section(audiences, params),
-        html.destinations_section(data.destination_runs(dpage, RUNS_PER_PAGE, dest), data.destination_names(),
-                                  params, ui_base),
+        html.destinations_section(data.destination_runs(dpage, RUNS_PER_PAGE, dest, runs_since),
+                                  data.destination_names(), params, ui_base),
         html.ingestion_section(data.ingestion_days(since, dataset), data.quarantine_reasons(since, dataset)),
         html.identity_section(data.identity_runs()),
         html.quality_section(data.quality_checks()),
