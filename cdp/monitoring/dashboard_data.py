@@ -212,13 +212,14 @@ class DashboardData:
 
     @staticmethod
     def _stat_dates(table: DeltaTable, column: str) -> list[dt.date]:
-        """The distinct largest values of a date column over the table's files (their statistics in the log; no
-        data file is read): a file of these tables holds one run date, so these are the run dates."""
+        """The smallest and largest values of a date column in each of the table's files (their statistics in the
+        log; no data file is read), sorted: each is a value some row holds, so the largest is the latest date and
+        the k-th largest is a lower bound of the k-th latest (a compacted file may hold dates between them)."""
         actions = pa.table(table.get_add_actions(flatten=True))
-        name = f"max.{column}"
-        if not actions.num_rows or name not in actions.column_names:
+        names = [f"{stat}.{column}" for stat in ("min", "max") if f"{stat}.{column}" in actions.column_names]
+        if not actions.num_rows or not names:
             return []
-        return sorted({_as_date(v) for v in actions.column(name).to_pylist() if v is not None})
+        return sorted({_as_date(v) for name in names for v in actions.column(name).to_pylist() if v is not None})
 
     # -- audiences -------------------------------------------------------------------------------------------------
 
@@ -372,14 +373,15 @@ class DashboardData:
         """Expectation results of the last ``runs`` run dates: newest first, failures first, then by stage,
         suite and expectation."""
         def compute(table: DeltaTable) -> list[QualityCheck]:
-            # quality_results is partitioned by stage: its run dates come from the files' statistics.
-            dates = self._stat_dates(table, "run_date")[-runs:]
-            if not dates:
+            # quality_results is partitioned by stage: the files' statistics bound the run dates to read, the
+            # rows read give the last `runs` of them.
+            bound = self._stat_dates(table, "run_date")[-runs:]
+            if not bound:
                 return []
-            rows = [r for r in self._read(table, ["run_date", "stage", "suite", "expectation", "kwargs", "success",
-                                                  "observed"],
-                                          ds.field("run_date") >= pa.scalar(dates[0], pa.date32())).to_pylist()
-                    if r["run_date"] in dates]
+            read = self._read(table, ["run_date", "stage", "suite", "expectation", "kwargs", "success", "observed"],
+                              ds.field("run_date") >= pa.scalar(bound[0], pa.date32())).to_pylist()
+            dates = set(sorted({r["run_date"] for r in read})[-runs:])
+            rows = [r for r in read if r["run_date"] in dates]
             rows.sort(key=lambda r: (-r["run_date"].toordinal(), r["success"], r["stage"], r["suite"],
                                      r["expectation"], r["kwargs"]))
             return [QualityCheck(**r) for r in rows]
