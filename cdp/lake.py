@@ -581,10 +581,82 @@ EXPORT_PREVIEWS = TableSpec(
              "folder in the lake"),
 )
 
+# Small per-run aggregates for the Activation dashboard (plugins/cdp_provider/dashboard): written by the jobs
+# next to the big tables they summarise, so that the view never scans membership, identity or quarantine data.
+AUDIENCE_SIZES = TableSpec(
+    name="audience_sizes",
+    path="audience_sizes",
+    description=("Per run date and audience: its size (realized + existing), the profiles that entered (realized) "
+                 "and those that left on this run date (exited); name and evaluation are in audience_catalog."),
+    written_by="evaluate_audiences",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date", "audience_id"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("audience_id", T.StringType(), False),
+        T.StructField("size", T.LongType(), False),
+        T.StructField("realized", T.LongType(), False),
+        T.StructField("existing", T.LongType(), False),
+        T.StructField("exited", T.LongType(), False),
+    ]),
+    columns="exited: memberships whose status became exited on this run date (older exits kept for retention "
+            "are not counted again)",
+)
+
+IDENTITY_SUMMARY = TableSpec(
+    name="identity_summary",
+    path="identity_summary",
+    description=("Per run date, the identity graph at a glance: profiles, identities, links, how many identities "
+                 "the profiles have (distribution) and what collapse protection dropped."),
+    written_by="resolve_identities",
+    write_mode="overwrite of the run_date partition (replaceWhere)",
+    keys=["run_date"],
+    partition_by=["run_date"],
+    schema=T.StructType([
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("profiles", T.LongType(), False),
+        T.StructField("identities", T.LongType(), False),
+        T.StructField("links", T.LongType(), False),
+        T.StructField("identities_per_profile", T.MapType(T.LongType(), T.LongType(), False), False),
+        T.StructField("links_dropped", T.LongType(), False),
+        T.StructField("identities_dropped", T.LongType(), False),
+        T.StructField("links_expired", T.LongType(), False),
+        T.StructField("profile_merges", T.LongType(), False),
+        T.StructField("profile_splits", T.LongType(), False),
+    ]),
+    columns=("identities_per_profile: number of identities -> number of profiles that have that many; "
+             "links_dropped: links dropped by the unique-namespace rule, identities_dropped: identities over the "
+             "identity cap (both in identity_audit)"),
+)
+
+QUARANTINE_SUMMARY = TableSpec(
+    name="quarantine_summary",
+    path="quarantine_summary",
+    description=("Per dataset, batch date and quarantine reason (code and field): how many records were "
+                 "quarantined for it and up to three of them, masked (e-mails as a***@e***.com, phone numbers and "
+                 "other long digit runs down to their last two digits)."),
+    written_by="validate",
+    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere)",
+    keys=["dataset", "batch_date", "code", "field"],
+    partition_by=["dataset"],
+    schema=T.StructType([
+        T.StructField("dataset", T.StringType(), False),
+        T.StructField("batch_date", T.DateType(), False),
+        T.StructField("code", T.StringType(), False),
+        T.StructField("field", T.StringType(), False),
+        T.StructField("records", T.LongType(), False),
+        T.StructField("samples", T.ArrayType(T.StringType(), False), False),
+    ]),
+    columns="field: the field the reason is about, '' for a reason about the whole record; samples: the masked raw "
+            "records of the lowest (source_file, row_number)",
+)
+
 ALL_TABLES = [QUARANTINE, BATCH_LEDGER, STAGING, DATASET, IDENTITY_MAP, IDENTITY_AUDIT, PROFILE_ID_CHANGES,
               IDENTITY_LINKS, IDENTITY_RUNS, IDENTITY_NODES, PROFILES, AUDIENCE_MEMBERSHIP, AUDIENCE_CATALOG,
               EXPORT_LEDGER, DESTINATION_METRICS, RUN_METRICS, QUALITY_RESULTS, STEP_RUNS, DELIVERY_LEDGER,
               DELIVERY_FAILURES, EXPORT_PREVIEWS]
+ALL_TABLES += [AUDIENCE_SIZES, IDENTITY_SUMMARY, QUARANTINE_SUMMARY]
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ from cdp.job import StepKey, run_job
 from cdp.lake import (
     AUDIENCE_CATALOG,
     AUDIENCE_MEMBERSHIP,
+    AUDIENCE_SIZES,
     EXCLUDED,
     EXISTING,
     EXIT_REASONS,
@@ -98,6 +99,7 @@ from cdp.lake import (
     REALIZED,
     date_literal,
 )
+from cdp.monitoring.aggregates import audience_sizes
 from cdp.run_context import RunContext, job_parser
 from cdp.schemas import spark_type
 from cdp.workspace.loader import Workspace
@@ -366,6 +368,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
               for r in written.groupBy(AUDIENCE_ID, "status").count().collect()}
     exits = {r["exit_reason"]: int(r["count"]) for r in written.where(
         (F.col("status") == EXITED) & (F.col("status_since") == F.lit(day))).groupBy("exit_reason").count().collect()}
+    exited_today = {r[AUDIENCE_ID]: int(r["count"]) for r in written.where(
+        (F.col("status") == EXITED) & (F.col("status_since") == F.lit(day))).groupBy(AUDIENCE_ID).count().collect()}
+    replace_slice(audience_sizes(spark, day, [a.id for a in audiences], counts, exited_today),
+                  lake.path(AUDIENCE_SIZES), f"run_date = {date_literal(day)}", AUDIENCE_SIZES.partition_by)
     metrics: dict[str, int] = {"audiences": len(audiences)}
     metrics.update({f"exits.{reason}": exits.get(reason, 0) for reason in EXIT_REASONS})
     excluded = excluded_counts(profiles, ws.config.guardrails)

@@ -61,7 +61,7 @@ from cdp.destinations.rows import (
     transform_units,
     value_column,
 )
-from cdp.errors import CdpError, DestinationError
+from cdp.errors import CdpError, DestinationError, PolicyViolationError
 from cdp.governance.consent import purpose_attributes
 from cdp.governance.policies import enforce as enforce_policies
 from cdp.ingestion.ledger import file_sha256
@@ -254,7 +254,11 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
         raise ExportError(f"destination '{destination}' is not defined (defined: {', '.join(sorted(ws.destinations))})")
     dest = ws.destinations[destination]
     # Usage policies checked again against the workspace as loaded now, before anything is read or sent.
-    enforce_policies(ws, destination)
+    try:
+        enforce_policies(ws, destination)
+    except PolicyViolationError as blocked:
+        record_blocked(spark, ctx, dest, str(blocked))
+        raise
     if isinstance(dest, StreamingDestination):  # http, kafka, kinesis: cdp.destinations.streaming
         from cdp.destinations.streaming import export as streaming_export
 
@@ -270,6 +274,21 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, destination: str, f
     finally:
         if encryptor is not None:
             encryptor.close()
+
+
+def record_blocked(spark: SparkSession, ctx: RunContext, dest: FileDestination | StreamingDestination,
+                   error: str) -> None:
+    """Record a destination the run-time policy check blocked: every current member of its audiences is received
+    and excluded with reason ``policy``, status ``blocked`` and the violations as the error (field, label and
+    policy names only), so that the metrics reconcile and the dashboard shows why nothing was sent."""
+    members = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, ctx.run_date, absent_as_empty=True).where(
+        F.col("audience_id").isin(*dest.audiences) & F.col("status").isin("realized", "existing"))
+    received = members.select("profile_id").distinct().count()
+    ledger.record_destination_metrics(spark, ctx.lake, (
+        dest.name, ctx.run_date, ctx.run_id, dest.type_name, "blocked", None, received, 0, {"policy": received}, 0,
+        0, 0, 0, "blocked", error), dest.name, ctx.run_date)
+    log.error("destination %s blocked by the usage policies: %d member(s) excluded (policy), nothing sent",
+              dest.name, received)
 
 
 def open_encryptor(dest: FileDestination) -> PgpEncryptor | None:

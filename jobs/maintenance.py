@@ -6,7 +6,8 @@ For the run date D and the workspace's ``maintenance:`` block (defaults in brack
    same rows, so a re-run changes nothing):
    - ``quarantine`` (``batch_date``) after ``quarantine_days`` [90];
    - metrics: ``run_metrics``, ``quality_results``, ``destination_metrics``, ``delivery_failures``
-     (``run_date``) after ``metrics_days`` [400];
+     (``run_date``) after ``metrics_days`` [400], and the dashboard's ``audience_sizes``, ``identity_summary``
+     (``run_date``) and ``quarantine_summary`` (``batch_date``) as long;
    - ledgers: ``batch_ledger`` (``batch_date``), ``export_ledger``, ``delivery_ledger`` (``run_date``) after
      ``ledger_days`` [400]. A landed file older than that is no longer recognised as a duplicate, and an
      incremental destination whose last complete delivery is older starts over with a full export;
@@ -36,13 +37,16 @@ from cdp.job import StepKey, run_job
 from cdp.lake import (
     ALL_TABLES,
     AUDIENCE_MEMBERSHIP,
+    AUDIENCE_SIZES,
     BATCH_LEDGER,
     DELIVERY_FAILURES,
     DELIVERY_LEDGER,
     DESTINATION_METRICS,
     EXPORT_LEDGER,
+    IDENTITY_SUMMARY,
     QUALITY_RESULTS,
     QUARANTINE,
+    QUARANTINE_SUMMARY,
     RUN_METRICS,
     Lake,
     TableSpec,
@@ -84,6 +88,9 @@ def retention_rules(config: Maintenance) -> list[RetentionRule]:
         RetentionRule(BATCH_LEDGER, "batch_date", config.ledger_days),
         *(RetentionRule(t, "run_date", config.ledger_days) for t in (EXPORT_LEDGER, DELIVERY_LEDGER)),
         RetentionRule(AUDIENCE_MEMBERSHIP, "status_since", config.exited_membership_days, "status = 'exited'"),
+        # The Activation dashboard's aggregates live as long as the metrics they sit beside.
+        *(RetentionRule(t, "run_date", config.metrics_days) for t in (AUDIENCE_SIZES, IDENTITY_SUMMARY)),
+        RetentionRule(QUARANTINE_SUMMARY, "batch_date", config.metrics_days),
     ]
 
 

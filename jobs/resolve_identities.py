@@ -59,12 +59,14 @@ from cdp.lake import (
     IDENTITY_MAP,
     IDENTITY_NODES,
     IDENTITY_RUNS,
+    IDENTITY_SUMMARY,
     PROFILE_ID_CHANGES,
     STAGING,
     Lake,
     TableSpec,
     date_literal,
 )
+from cdp.monitoring.aggregates import identity_summary
 from cdp.run_context import RunContext, job_parser
 from cdp.schemas import BATCH_DATE, RECORD_TS, ROW_NUMBER, SOURCE_FILE, dataset_struct
 from cdp.workspace.loader import Workspace
@@ -670,6 +672,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, mode: str = "auto")
         "profile_merges": changed.get("merge", 0),
         "profile_splits": changed.get("split", 0),
     })
+    write_slice(spark, identity_summary(spark, ctx.run_date, sizes, identity_count, link_count, metrics), ctx.lake,
+                IDENTITY_SUMMARY, ctx.run_date)
     return metrics
 
 

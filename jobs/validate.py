@@ -29,7 +29,8 @@ from cdp.ingestion.ledger import FileCounts, file_sha256, find_duplicate_files, 
 from cdp.ingestion.reasons import DUPLICATE_FILE
 from cdp.ingestion.records import read_records
 from cdp.job import StepKey, run_job
-from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, STAGING, date_literal
+from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, QUARANTINE_SUMMARY, STAGING, date_literal
+from cdp.monitoring.aggregates import quarantine_summary
 from cdp.run_context import RunContext, job_parser
 from cdp.schema_evolution import check_against_table
 from cdp.schemas import BATCH_DATE, SOURCE_FILE, dataset_struct
@@ -104,6 +105,9 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
                 spark.createDataFrame(unreadable_rows(unreadable, dataset, run_date), QUARANTINE.schema))
         slice_predicate = f"dataset = '{dataset}' AND batch_date = {date_literal(run_date)}"
         replace_slice(quarantine, lake.path(QUARANTINE), slice_predicate, QUARANTINE.partition_by)
+        # The dashboard's view of it: counts per reason and a few masked samples (cdp.monitoring).
+        replace_slice(quarantine_summary(spark, quarantine),
+                      lake.path(QUARANTINE_SUMMARY), slice_predicate, QUARANTINE_SUMMARY.partition_by)
 
         ledger = ledger_rows(files, counts, unreadable, dataset, run_date, ctx.run_id, rejected, hashes)
         # add_new_columns: a ledger written before the sha256 column existed gains it.

@@ -68,6 +68,8 @@ fi
 # fake-gcs-server come with the Python requirements.
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
 command -v npm >/dev/null || apt_install nodejs npm
+# The Activation dashboard's browser test (tests/e2e/test_dashboard_browser.py): Debian's Chromium and its driver.
+command -v chromedriver >/dev/null || apt_install chromium chromium-driver
 if [ ! -f .stamps/azurite ] || [ tests/servers/npm/package-lock.json -nt .stamps/azurite ] \
     || [ ! -x .cache/npm/node_modules/.bin/azurite-blob ]; then
   echo "==> Azurite (npm) into .cache/npm"

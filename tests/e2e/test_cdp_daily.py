@@ -297,7 +297,7 @@ def test_no_email_or_phone_in_logs_or_metrics_tables(daily_runs: dict[str, Any],
     texts.update({str(p): p.read_text(encoding="utf-8", errors="replace")
                   for p in sorted((home / "processes").glob("*.log"))})
     for table in ("run_metrics", "quality_results", "batch_ledger", "export_ledger", "destination_metrics",
-                  "export_previews", "step_runs"):
+                  "export_previews", "step_runs", "quarantine_summary", "audience_sizes", "identity_summary"):
         rows = spark.read.format("delta").load(str(daily_runs["lake"] / table)).collect()
         texts[f"table {table}"] = "\n".join(" | ".join(str(v) for v in r) for r in rows)
     # E-mails compared case-insensitively (a log could upper-case one); phones as written and in E.164.

@@ -107,9 +107,12 @@ def test_a_policy_changed_after_validation_stops_the_export(spark: SparkSession,
         "destination marketing_landing is blocked by the workspace's usage policies, nothing was sent (3 "
         f"violation(s)):\n  - {line}\n  - {other}\n  - {first}\nRemove the field or audience from the destination, "
         "change its marketing_actions, or change the policy; then run cdp validate and re-run the task")
-    # Nothing rendered, sent or recorded.
+    # Nothing rendered or sent; the run is recorded as blocked, its five members excluded for reason policy.
     assert not (Path(ctx.settings.exports) / "marketing").exists()
-    assert not Path(ctx.lake.path(DESTINATION_METRICS)).exists()
+    rows = spark.read.format("delta").load(ctx.lake.path(DESTINATION_METRICS)).collect()
+    assert [(r["destination"], r["run_date"], r["mode"], r["received"], r["activated"], r["excluded"], r["failed"],
+             r["files"], r["rows"], r["bytes"], r["status"], r["error"]) for r in rows] == [
+        ("marketing_landing", D, "blocked", 5, 0, {"policy": 5}, 0, 0, 0, 0, "blocked", str(caught.value))]
 
     # The same change made in the files: the job's own load of the workspace refuses it with the same line.
     ws_file = root / "workspace.yaml"

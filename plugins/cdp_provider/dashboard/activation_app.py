@@ -1,0 +1,87 @@
+"""The Activation view: a FastAPI app the Airflow API server mounts (``activation_plugin``).
+
+``GET /`` renders every section; query parameters page and filter them: ``q`` (audience id or name),
+``evaluation`` (batch / streaming), ``page`` (audiences), ``dest`` (a destination), ``dpage`` (destination
+runs), ``dataset`` (ingestion). The lake is ``CDP_LAKE`` (see :mod:`cdp.settings`) as the API server sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from functools import cache
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse
+
+if TYPE_CHECKING:
+    from cdp.monitoring.dashboard_data import DashboardData
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/cdp/activation"
+AUDIENCES_PER_PAGE = 50
+RUNS_PER_PAGE = 50
+INGESTION_DAYS = 14
+DESTINATION_DAYS = 30  # destination runs of the last 30 days, paged
+
+
+@cache
+def data_for(lake_root: str) -> DashboardData:
+    """One reader (and its per-version cache) per lake for the life of the server process."""
+    # Imported here: the plugin module is loaded by every Airflow process, deltalake is needed only by the view.
+    from cdp.monitoring.dashboard_data import DashboardData
+
+    return DashboardData(lake_root)
+
+
+def lake_root() -> str:
+    """The lake the view reads: ``CDP_LAKE`` as in :class:`cdp.settings.Settings`."""
+    from cdp.settings import Settings
+
+    return Settings.from_env(dict(os.environ)).lake
+
+
+def render(data: DashboardData, q: str = "", evaluation: str = "", page: int = 1, dest: str = "", dpage: int = 1,
+           dataset: str = "", ui_base: str = "") -> str:
+    """The whole Activation page for these filters (what ``GET /`` answers)."""
+    from cdp_provider.dashboard import activation_html as html
+
+    params: dict[str, object] = {"q": q, "evaluation": evaluation, "page": page if page > 1 else "", "dest": dest,
+                                 "dpage": dpage if dpage > 1 else "", "dataset": dataset}
+    audiences = data.audiences(page, AUDIENCES_PER_PAGE, q, evaluation)
+    latest = data.latest_batch_date()
+    since = latest - dt.timedelta(days=INGESTION_DAYS - 1) if latest else None
+    last_run = data.latest_destination_run()
+    runs_since = last_run - dt.timedelta(days=DESTINATION_DAYS - 1) if last_run else None
+    sections = [
+        html.audiences_section(audiences, params),
+        html.destinations_section(data.destination_runs(dpage, RUNS_PER_PAGE, dest, runs_since),
+                                  data.destination_names(), params, ui_base),
+        html.ingestion_section(data.ingestion_days(since, dataset), data.quarantine_reasons(since, dataset)),
+        html.identity_section(data.identity_runs()),
+        html.quality_section(data.quality_checks()),
+    ]
+    return html.page("Activation", sections, dt.datetime.now(dt.UTC))
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app of the view."""
+    app = FastAPI(title="CDP Activation", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def activation(q: str = Query("", max_length=200), evaluation: str = Query("", pattern="^(|batch|streaming)$"),
+                   page: int = Query(1, ge=1), dest: str = Query("", max_length=200), dpage: int = Query(1, ge=1),
+                   dataset: str = Query("", max_length=200)) -> HTMLResponse:
+        started = time.monotonic()
+        body = render(data_for(lake_root()), q, evaluation, page, dest, dpage, dataset)
+        log.info("activation view rendered in %.0f ms", (time.monotonic() - started) * 1000)
+        return HTMLResponse(body)
+
+    return app
+
+
+app = create_app()
