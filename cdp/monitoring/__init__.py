@@ -1,0 +1,1 @@
+"""What the run watches beyond pass / fail: warnings sent on the workspace's alert channels (:mod:`.warnings`)."""
