@@ -27,6 +27,10 @@ built (``<file>: ...``), so that a failure names the file and the counts.
   row per (audience, profile). A WARNING (logged, recorded, not failing) when an audience's size
   changed by more than the guardrail ``audience_size_change_warning_share`` since the previous run.
 
+Warnings for the alert channels (:mod:`cdp.monitoring.warnings`, handed to the Airflow task in the job's output
+file): at stage ``ingest``, a dataset whose quarantined share is far over its usual one; at stage ``audiences``,
+an audience whose size jumped.
+
 Every outcome is written to ``quality_results``; any failure raises DataQualityError naming the
 failed expectations with counts and samples that are hashed (see :mod:`cdp.quality`) unless they are
 the gate's own descriptions; the Airflow task fails and the run stops before the next step.

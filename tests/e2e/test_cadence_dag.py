@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from export_lake import D, build_lake
+from integration.export_lake import D, build_lake
 from pyspark.sql import SparkSession
 
 from cdp.job import COMMITTED, StepKey, mark_step
