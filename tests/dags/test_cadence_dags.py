@@ -3,7 +3,11 @@ hour cadences); cdp_daily leaves them out; evaluate_audiences' asset event carri
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +27,20 @@ from cdp.errors import WorkspaceError
 from cdp.workspace.loader import load_workspace
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+# As tests/dags/test_dag_integrity.py: sockets and SQLite refused, then the heavy modules the parse imported.
+DAG_INTEGRITY_PROBE = r"""
+import importlib.util, json, socket, sqlite3, sys
+def refuse(*args, **kwargs):
+    raise RuntimeError("network or database access while parsing a DAG")
+socket.socket.connect = refuse
+sqlite3.connect = refuse
+spec = importlib.util.spec_from_file_location("probe_dag", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+heavy = sorted(m for m in ("pyspark", "great_expectations", "delta", "pandas", "cdp.workspace.loader")
+               if m in sys.modules)
+print(json.dumps({"heavy": heavy}))
+"""
 DAILY = ["ads_partner_s3", "analytics_gcs", "crm_api", "crm_sync_azure", "partner_sftp", "profile_bus"]
 
 
@@ -68,6 +86,18 @@ def test_one_dag_per_destination_with_a_cadence(dagbag: DagBag) -> None:
         for value, rendered in ((False, ""), (True, export.destination)):  # type: ignore[attr-defined]
             assert export.render_template(export.full_resync, {  # type: ignore[attr-defined]
                 "params": {"full_resync": value}, "task": export}) == rendered
+
+
+def test_generating_the_dags_touches_no_database_and_imports_nothing_heavy(cadence_workspace: Path) -> None:
+    """The DAG file reads the destinations' YAML, not the workspace loader (nor Spark, GX...)."""
+    probe = DAG_INTEGRITY_PROBE.replace('print(json.dumps({"heavy": heavy}))',
+                                        'print(json.dumps({"heavy": heavy, "dags": sorted(module.__dict__)}))')
+    result = subprocess.run([sys.executable, "-c", probe, str(DAGS_DIR / "cdp_activate.py")], capture_output=True,
+                            text=True, check=False, env={**os.environ, "CDP_WORKSPACE": str(cadence_workspace)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["heavy"] == []
+    assert {"cdp_activate__marketing_landing", "cdp_activate__profile_stream"} <= set(parsed["dags"])
 
 
 def test_schedules_asset_and_timetable(dagbag: DagBag) -> None:
