@@ -44,6 +44,9 @@ EXIT_DETERMINISTIC = 3
 # When set (by the Airflow operator), a job that fails writes its error here as JSON {"error", "message"}, so
 # the task's failure names it without parsing the log.
 FAILURE_FILE_ENV = "CDP_JOB_FAILURE_FILE"
+# When set (by the Airflow operator), what a job reports back besides its exit code is written here as one JSON
+# object (see write_output): the version its commit made for an asset event, warnings for the alert channels.
+OUTPUT_FILE_ENV = "CDP_JOB_OUTPUT_FILE"
 STARTED = "started"
 COMMITTED = "committed"
 
@@ -104,6 +107,28 @@ def write_failure(exc: CdpError) -> None:
     except OSError as io_error:
         # The error itself is already in the log; a missing report must not hide it.
         log.warning("could not write the failure report %s: %s", path, io_error)
+
+
+def write_output(key: str, value: object) -> None:
+    """Set ``key`` to ``value`` (JSON) in the file named by ``CDP_JOB_OUTPUT_FILE`` (when set), for the operator.
+
+    Nothing is written without the variable (a job run by hand): the value is in the job's log anyway.
+    """
+    path = os.environ.get(OUTPUT_FILE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as existing:
+            text = existing.read()
+        output = json.loads(text) if text else {}
+    except (OSError, ValueError):
+        output = {}
+    output[key] = value
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(output, out)
+    except OSError as io_error:
+        log.warning("could not write the job's output %s: %s", path, io_error)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:

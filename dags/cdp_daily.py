@@ -12,6 +12,7 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.interval import CronDataIntervalTimetable
 from cdp_provider.alerts import WorkspaceAlertNotifier, notify_late_run
+from cdp_provider.assets import AUDIENCE_MEMBERSHIP
 from cdp_provider.operators.spark_job import CdpSparkJobOperator
 
 DOC = """
@@ -51,6 +52,10 @@ fails the run at once.
 
 Identity resolution recomputes only the graph components touched since the previous run; trigger
 with the param `full_identity_rebuild` to recompute every component (the result is the same).
+
+Destinations with a `schedule:` of their own (every 3, 6, 8 or 12 hours, or after_audience_evaluation) are not
+exported here: each is a DAG `cdp_activate__<destination>`, scheduled on the asset `cdp_audience_membership` that
+`evaluate_audiences` updates (extra: `run_date`, `membership_version`).
 
 Alerts: a task that fails for good, and a run not finished `CDP_LATE_RUN_HOURS` (when set; `make airflow`: 6) hours
 after it was queued (a deadline alert), are sent on the channels of the workspace's `alerts:` block
@@ -177,7 +182,10 @@ with DAG(
         extra_args=["--mode", "{{ 'full' if params.full_identity_rebuild else 'auto' }}"],
     )
     profiles = CdpSparkJobOperator(task_id="build_profiles", job="build_profiles")
-    audiences = CdpSparkJobOperator(task_id="evaluate_audiences", job="evaluate_audiences")
+    # Updates the asset that destinations on their own cadence (dags/cdp_activate.py) are scheduled on: the event's
+    # extra holds the run date and the membership table version.
+    audiences = CdpSparkJobOperator(task_id="evaluate_audiences", job="evaluate_audiences",
+                                    outlets=[AUDIENCE_MEMBERSHIP])
     export = CdpSparkJobOperator.partial(
         task_id="export",
         job="export",

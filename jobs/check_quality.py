@@ -27,6 +27,10 @@ built (``<file>: ...``), so that a failure names the file and the counts.
   row per (audience, profile). A WARNING (logged, recorded, not failing) when an audience's size
   changed by more than the guardrail ``audience_size_change_warning_share`` since the previous run.
 
+Warnings for the alert channels (:mod:`cdp.monitoring.warnings`, handed to the Airflow task in the job's output
+file): at stage ``ingest``, a dataset whose quarantined share is far over its usual one; at stage ``audiences``,
+an audience whose size jumped.
+
 Every outcome is written to ``quality_results``; any failure raises DataQualityError naming the
 failed expectations with counts and samples that are hashed (see :mod:`cdp.quality`) unless they are
 the gate's own descriptions; the Airflow task fails and the run stops before the next step.
@@ -69,6 +73,14 @@ from cdp.lake import (
     Lake,
     date_literal,
 )
+from cdp.monitoring.warnings import (
+    DayCounts,
+    RunWarning,
+    SizeChange,
+    audience_size_warnings,
+    quarantine_warnings,
+)
+from cdp.monitoring.warnings import report as report_warnings
 from cdp.quality import ExpectationOutcome, Suite, raise_on_failure, validate_suites
 from cdp.run_context import RunContext, job_parser
 from cdp.schemas import BATCH_DATE, SOURCE_FILE
@@ -329,9 +341,10 @@ def transform_size_changes(today: DataFrame, previous: DataFrame) -> DataFrame:
     return both.select("audience_id", "previous_size", "size", share.alias("change_share"))
 
 
-def audience_suites(spark: SparkSession, lake: Lake, run_date: dt.date,
-                    size_change_share: float = 0.5) -> list[Suite]:
-    """Memberships reference profiles as the module docstring says; the size-change warning."""
+def audience_suites(spark: SparkSession, lake: Lake, run_date: dt.date, size_change_share: float = 0.5,
+                    warnings: list[RunWarning] | None = None) -> list[Suite]:
+    """Memberships reference profiles as the module docstring says; the size-change warning (also appended to
+    ``warnings``, for the alert channels)."""
     history = read_table(spark, lake.path(AUDIENCE_MEMBERSHIP), AUDIENCE_MEMBERSHIP.schema)
     for f in AUDIENCE_MEMBERSHIP.schema.fields if AUDIENCE_MEMBERSHIP.schema else []:
         if f.name not in history.columns:  # a table written before the column existed reads it as null
@@ -354,10 +367,16 @@ def audience_suites(spark: SparkSession, lake: Lake, run_date: dt.date,
         previous = history.where(F.col("run_date") == F.lit(previous_day))
         changes = transform_size_changes(membership, previous)
         # One row per audience: small. Logged per audience so the task log says which one moved.
-        for row in changes.where(F.col("change_share") > size_change_share).orderBy("audience_id").collect():
-            log.warning("audience %s: size changed from %d on %s to %d (%.0f%% > %.0f%%)", row["audience_id"],
-                        row["previous_size"], previous_day, row["size"], 100 * row["change_share"],
-                        100 * size_change_share)
+        sizes = changes.orderBy("audience_id").collect()
+        for row in sizes:
+            if row["change_share"] is not None and row["change_share"] > size_change_share:
+                log.warning("audience %s: size changed from %d on %s to %d (%.0f%% > %.0f%%)", row["audience_id"],
+                            row["previous_size"], previous_day, row["size"], 100 * row["change_share"],
+                            100 * size_change_share)
+        if warnings is not None:
+            warnings += audience_size_warnings(
+                [SizeChange(r["audience_id"], int(r["previous_size"]), int(r["size"])) for r in sizes],
+                run_date, previous_day, size_change_share)
         suites.append(Suite(AUDIENCE_SIZE_CHANGE, changes, [
             gxe.ExpectColumnValuesToBeBetween(column="change_share", min_value=0.0, max_value=size_change_share),
         ], samples="plain"))  # shares only
@@ -420,14 +439,27 @@ PREVIEW_STAGE = "export_previews"
 STREAMING_TYPES = ("http", "kafka", "kinesis")
 
 
+def quarantine_history(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[str, list[DayCounts]]:
+    """Each dataset's records read and quarantined per run date up to ``run_date`` (``batch_ledger``): one row
+    per dataset and day, small."""
+    ledger = read_table(spark, lake.path(BATCH_LEDGER), BATCH_LEDGER.schema).where(F.col("batch_date") <= run_date)
+    rows = ledger.groupBy("dataset", "batch_date").agg(F.sum("rows_read").alias("read"),
+                                                       F.sum("rows_quarantined").alias("quarantined")).collect()
+    history: dict[str, list[DayCounts]] = {}
+    for r in rows:
+        history.setdefault(r["dataset"], []).append(DayCounts(r["batch_date"], int(r["read"]), int(r["quarantined"])))
+    return history
+
+
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage, dry_run: bool = False
         ) -> list[ExpectationOutcome]:
-    """Run the stage's suites, record every outcome, raise if any failed.
+    """Run the stage's suites, record every outcome, report the warnings (alert channels), raise if any failed.
 
     ``dry_run`` (stage exports only): check the run date's ``export_previews`` instead of what was delivered,
     recorded as stage ``export_previews``.
     """
     lake = ctx.lake
+    warnings: list[RunWarning] = []
     recorded: str = stage
     if dry_run and stage != "exports":
         raise ValueError(f"--dry-run applies to the stage exports only, not {stage}")
@@ -436,13 +468,16 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage, dry_r
         recorded = PREVIEW_STAGE
     elif stage == "ingest":
         suites = ingest_suites(spark, ws, lake, ctx.run_date)
+        warnings = quarantine_warnings(quarantine_history(spark, lake, ctx.run_date), ctx.run_date,
+                                       ws.config.guardrails)
     elif stage == "identities":
         suites = identity_suites(spark, lake, ctx.run_date, ws.config.guardrails.max_identities_per_graph,
                                  [code for code, ns in ws.namespaces.items() if ns.unique])
     elif stage == "profiles":
         suites = profile_suites(spark, lake, ctx.run_date)
     elif stage == "audiences":
-        suites = audience_suites(spark, lake, ctx.run_date, ws.config.guardrails.audience_size_change_warning_share)
+        suites = audience_suites(spark, lake, ctx.run_date, ws.config.guardrails.audience_size_change_warning_share,
+                                 warnings)
     else:
         suites = export_suites(spark, lake, ctx.run_date)
     outcomes = validate_suites(suites)
@@ -453,6 +488,7 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage, dry_r
     for o in outcomes:
         if o.suite in WARNING_SUITES and not o.success:
             log.warning("data-quality warning at stage '%s': %s", stage, o.describe())
+    report_warnings(warnings)
     raise_on_failure(recorded, [o for o in outcomes if o.suite not in WARNING_SUITES])
     return outcomes
 

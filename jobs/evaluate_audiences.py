@@ -73,6 +73,7 @@ from cdp.audiences import (
 )
 from cdp.delta_io import (
     create_table,
+    last_commit,
     latest_partition_before,
     read_run_date_slice,
     read_table,
@@ -81,7 +82,7 @@ from cdp.delta_io import (
 )
 from cdp.events import empty_events, event_field_types
 from cdp.events import read_events as read_linked_events
-from cdp.job import StepKey, run_job
+from cdp.job import StepKey, run_job, write_output
 from cdp.lake import (
     AUDIENCE_CATALOG,
     AUDIENCE_MEMBERSHIP,
@@ -117,6 +118,9 @@ MEMBER_STATUSES = (REALIZED, EXISTING)
 
 KEYS = [AUDIENCE_ID, PROFILE_ID]
 CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
+
+# The key of the job's output (cdp.job.write_output) that the operator turns into the asset event's extra.
+MEMBERSHIP_OUTPUT = "membership"
 
 MERGE = "merge"  # profile_id_changes.change of a profile id merged into another
 
@@ -356,6 +360,12 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     snapshot = transform_statuses(qualified, previous, day, ctx.evaluation_time,
                                   transform_profile_presence(profiles, ws.config.guardrails), merges)
     replace_slice(snapshot, membership_path, f"run_date = {date_literal(day)}", AUDIENCE_MEMBERSHIP.partition_by)
+    # The version this snapshot was committed in: the asset event of the Airflow task carries it to the
+    # destinations on their own cadence (cdp_activate__*).
+    commit = last_commit(spark, membership_path)
+    version = None if commit is None else int(commit["version"])
+    log.info("audience_membership: run date %s committed as version %s", day, version)
+    write_output(MEMBERSHIP_OUTPUT, {"run_date": day.isoformat(), "membership_version": version})
     catalog = transform_catalog(spark, ws.audiences, day)
     for row in catalog.collect():
         log.info("audience %s: %s (%s)", row[AUDIENCE_ID], row["evaluation"], row["reason"])

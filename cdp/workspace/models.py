@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from cdp.workspace.cadence import parse_cadence
+
 FieldType = Literal[
     "string", "integer", "long", "double", "decimal", "boolean", "date", "timestamp", "object", "array", "map"
 ]
@@ -217,6 +219,12 @@ class Guardrails(Strict):
     max_events_per_profile: Count = 5000
     # An audience whose size changes by more than this share since the previous run raises a warning.
     audience_size_change_warning_share: Share = 0.5
+    # A dataset whose quarantined share of the run date's records is over quarantine_warning_factor times the
+    # median share of its previous quarantine_warning_runs run dates, and over quarantine_warning_min_share (a
+    # median of 0 would make one bad record a warning), raises a warning; judged once 3 previous runs exist.
+    quarantine_warning_factor: float = Field(default=3.0, ge=1.0, le=1000.0)
+    quarantine_warning_runs: StrictInt = Field(default=7, ge=3, le=366)
+    quarantine_warning_min_share: Share = 0.01
 
 
 MergePolicyType = Literal["timestamp_ordered", "dataset_precedence"]
@@ -768,9 +776,17 @@ class FileDestination(Strict):
     # purposes a profile must have granted to be delivered
     marketing_actions: list[Name] = Field(default_factory=list)
     consent: list[str] = Field(default_factory=list)
+    # cadence (cdp.workspace.cadence): absent or daily exports with cdp_daily; every 3h|6h|8h|12h or
+    # after_audience_evaluation runs as the DAG cdp_activate__<name>
+    schedule: str | None = None
 
     # Types whose credentials and endpoint come from an Airflow connection.
     needs_connection: ClassVar[bool] = True
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_a_cadence(cls, value: str | None) -> str | None:
+        return None if value is None else parse_cadence(value)
 
     # Field validators (not one model validator) so that each problem names its key.
     @field_validator("audiences")
@@ -934,6 +950,13 @@ class StreamingDestination(Strict):
     # governance, as for file destinations
     marketing_actions: list[Name] = Field(default_factory=list)
     consent: list[str] = Field(default_factory=list)
+    # cadence, as for file destinations
+    schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_a_cadence(cls, value: str | None) -> str | None:
+        return None if value is None else parse_cadence(value)
 
     # What the file-destination checks read from every destination: streaming ones have no such keys.
     deduplication: ClassVar[None] = None

@@ -1,4 +1,4 @@
-"""Alerts: a failed task and a late run, sent on the channels of the workspace's ``alerts:`` block.
+"""Alerts: a failed task, a late run and a run's warnings, sent on the channels of the workspace's ``alerts:`` block.
 
 The channels are the providers' notifiers: e-mail through the SMTP provider's ``SmtpNotifier``, Slack through
 the Slack provider's ``SlackWebhookNotifier``; each names an Airflow connection, which holds the credentials
@@ -7,6 +7,10 @@ the DAG file is parsed, so this module imports only what a DAG file may import a
 
 What an alert holds: the DAG, the task, the run date, the run id, the try and the link to the task's log in
 the Airflow UI. Never the error's text: it may quote a record (PII); the log behind the link has it.
+
+A warning (a dataset that quarantined much more than usual, an audience whose size jumped: see
+:mod:`cdp.monitoring.warnings`) is reported by the job that found it and sent by its task, which goes on: it
+names the dataset or audience, the numbers and the threshold, never a record.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -34,6 +38,7 @@ class Alert:
     subject: str
     facts: tuple[tuple[str, str], ...]
     link: str | None
+    note: str = "The error is in the task log; this message holds no data from the run."
 
     def text(self) -> str:
         """Plain text (Slack): the subject, one line per fact, the link."""
@@ -48,8 +53,7 @@ class Alert:
                        for label, value in self.facts)
         link = (f"<p><a href=\"{html.escape(self.link, quote=True)}\">Open the task log in Airflow</a>: "
                 f"{html.escape(self.link)}</p>" if self.link else "")
-        return (f"<h3>{html.escape(self.subject)}</h3><table>{rows}</table>{link}"
-                "<p>The error is in the task log; this message holds no data from the run.</p>")
+        return f"<h3>{html.escape(self.subject)}</h3><table>{rows}</table>{link}<p>{html.escape(self.note)}</p>"
 
 
 def _run_date(value: Any) -> str:
@@ -61,14 +65,20 @@ def _run_date(value: Any) -> str:
     return str(value)[:10]
 
 
-def failure_alert(context: Mapping[str, Any]) -> Alert:
-    """The alert for a failed task, from its Airflow context."""
-    ti = context["ti"]
+def _task_label(ti: Any) -> str:
+    """The task's id, with its map index label (or index) for a mapped task: ``export[marketing_landing]``."""
     task = str(ti.task_id)
     label = getattr(ti, "rendered_map_index", None)
     map_index = getattr(ti, "map_index", -1)
     if label or (map_index is not None and map_index >= 0):
         task = f"{task}[{label or map_index}]"
+    return task
+
+
+def failure_alert(context: Mapping[str, Any]) -> Alert:
+    """The alert for a failed task, from its Airflow context."""
+    ti = context["ti"]
+    task = _task_label(ti)
     dag_id = str(ti.dag_id)
     run_date = _run_date(context.get("data_interval_start"))
     return Alert(subject=f"[cdp] {dag_id}: task {task} failed for run date {run_date}",
@@ -87,6 +97,45 @@ def late_run_alert(dag_run: Mapping[str, Any], deadline: Mapping[str, Any], base
                         ("State", str(dag_run.get("state"))), ("Queued at", str(dag_run.get("queued_at"))),
                         ("Deadline", str(deadline.get("deadline_time")))),
                  link=f"{base_url.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id)}")
+
+
+WARNING_NOTE = "A warning: the run goes on. The numbers come from the run's tables; this message holds no record."
+
+
+def warning_alert(context: Mapping[str, Any], warning: Mapping[str, Any]) -> Alert:
+    """The alert for one warning a job reported (``title``, ``facts``, ``run_date``), from its task's context."""
+    ti = context["ti"]
+    dag_id = str(ti.dag_id)
+    task = _task_label(ti)
+    run_date = str(warning.get("run_date") or _run_date(context.get("data_interval_start")))
+    facts = tuple((str(label), str(value)) for label, value in warning.get("facts", []))
+    return Alert(subject=f"[cdp] {dag_id}: warning for run date {run_date}: {warning['title']}",
+                 facts=(("DAG", dag_id), ("Task", task), ("Run date", run_date), ("Run", str(ti.run_id)), *facts),
+                 link=str(ti.log_url), note=WARNING_NOTE)
+
+
+def send_warnings(context: Mapping[str, Any], warnings: Sequence[Mapping[str, Any]]) -> int:
+    """Send one alert per warning on the workspace's channels; return how many went out.
+
+    Never raises: a warning must not fail the task that found it, nor a channel that is down the run (the
+    warning is in the task log and, for the quality gates, in ``quality_results``).
+    """
+    alerts = workspace_alerts()
+    if alerts is None or (alerts.email is None and alerts.slack is None):
+        log.info("%d warning(s), no alert channel in the workspace: see the log above", len(warnings))
+        return 0
+    sent = 0
+    for warning in warnings:
+        alert = warning_alert(context, warning)
+        try:
+            channels = send_alert(alerts, alert)
+        except Exception as exc:
+            log.error("warning alert %r not sent on every channel (%s); the run goes on", alert.subject,
+                      type(exc).__name__)
+            continue
+        sent += 1
+        log.info("warning alert %r sent to %s", alert.subject, ", ".join(channels))
+    return sent
 
 
 def send_alert(alerts: Alerts, alert: Alert) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from cdp.workspace.cadence import dag_id, is_own_cadence
 from cdp.workspace.loader import Workspace
 
 
@@ -40,7 +41,8 @@ def _unknown(param: str, kind: str, chosen: list[str], defined: Iterable[str]) -
 
 def selected_destinations(ws: Workspace, params: Mapping[str, Any]) -> list[str]:
     """The destinations this run exports to, sorted: those named by the Param ``destinations`` (all when
-    empty) that map one of the audiences of the Param ``audiences`` (any when empty).
+    empty, but those with a ``schedule`` of their own) that map one of the audiences of the Param ``audiences``
+    (any when empty).
 
     Raises AirflowFailException for a name the workspace does not define, an audience that none of the
     chosen destinations maps, and a ``full_resync`` destination that the run does not export to.
@@ -51,7 +53,15 @@ def selected_destinations(ws: Workspace, params: Mapping[str, Any]) -> list[str]
     _unknown("audiences", "audience(s)", audiences, ws.audiences)
     _unknown("destinations", "destination(s)", destinations, ws.destinations)
     _unknown("full_resync", "destination(s)", resync, ws.destinations)
-    chosen = destinations or sorted(ws.destinations)
+    # Destinations with a schedule of their own run as their own DAGs (dags/cdp_activate.py), never with the daily run.
+    own = {name: str(d.schedule) for name, d in ws.destinations.items() if is_own_cadence(d.schedule)}
+    elsewhere = [d for d in destinations if d in own]
+    if elsewhere:
+        raise AirflowFailException(
+            f"Param destinations: {_quoted(elsewhere)} run(s) on a schedule of their own ("
+            + ", ".join(f"{d}: {own[d]}, DAG {dag_id(d)}" for d in elsewhere)
+            + "), not with cdp_daily; trigger that DAG instead, or leave them out")
+    chosen = destinations or sorted(d for d in ws.destinations if d not in own)
     if audiences:
         unmapped = [a for a in audiences if not any(a in ws.destinations[d].audiences for d in chosen)]
         if unmapped:

@@ -38,6 +38,11 @@ EXIT_DETERMINISTIC = 3
 REMOTE_ENV = "CDP_SPARK_REMOTE"
 # cdp.job.FAILURE_FILE_ENV, repeated for the same reason: where the job writes the error it failed with.
 FAILURE_FILE_ENV = "CDP_JOB_FAILURE_FILE"
+# cdp.job.OUTPUT_FILE_ENV, likewise: what the job reports back (an asset event's extra, warnings).
+OUTPUT_FILE_ENV = "CDP_JOB_OUTPUT_FILE"
+# jobs.evaluate_audiences.MEMBERSHIP_OUTPUT and cdp.monitoring.warnings.OUTPUT_KEY, likewise.
+MEMBERSHIP_OUTPUT = "membership"
+WARNINGS_OUTPUT = "warnings"
 CONNECT_CONN_TYPE = SparkConnectHook.conn_type
 # What each deterministic error of cdp.errors is to the person reading the task's failure.
 DETERMINISTIC_KINDS = {
@@ -46,6 +51,17 @@ DETERMINISTIC_KINDS = {
     "DataQualityError": "a failed quality gate",
     "StepNotReadyError": "a step whose inputs are not committed",
 }
+
+
+def read_job_output(path: str) -> dict[str, Any]:
+    """The JSON object a job wrote to its output file (empty when it wrote nothing or something unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as output:
+            text = output.read()
+        value = json.loads(text) if text else {}
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class CdpSparkJobOperator(SparkSubmitOperator):
@@ -59,6 +75,11 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         (``--full-resync``), whatever was delivered before.
     :param dry_run_flag: rendered from the DAG's Param (``True`` / ``False``): when true the job gets ``--dry-run``
         (export: preview only, nothing delivered; the export gate: check the previews).
+    :param alert_warnings: send the warnings the job reports (quality gates) on the workspace's alert channels
+        (off where another task already sent them for the run date).
+
+    With ``outlets=[AUDIENCE_MEMBERSHIP]`` (evaluate_audiences), the asset event's ``extra`` holds the run date and
+    the membership table version the job committed (see :mod:`cdp_provider.assets`).
     """
 
     template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "run_date", "dataset", "destination",
@@ -74,6 +95,7 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         run_date: str = "{{ data_interval_start | ds }}",
         full_resync: str = "",
         dry_run_flag: str = "",
+        alert_warnings: bool = True,
         conn_id: str = "spark_default",
         **kwargs: Any,
     ) -> None:
@@ -87,6 +109,7 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         # Comma-separated destinations to resync in full (rendered from the DAG's Param).
         self.full_resync = full_resync
         self.dry_run_flag = dry_run_flag
+        self.alert_warnings = alert_warnings
         self._failure_file = ""
 
     def job_arguments(self, run_id: str) -> list[str]:
@@ -130,16 +153,41 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         self.application_args = self.job_arguments(str(context["run_id"]))
         handle, failure_file = tempfile.mkstemp(prefix="cdp-job-failure-", suffix=".json")
         os.close(handle)
+        handle, output_file = tempfile.mkstemp(prefix="cdp-job-output-", suffix=".json")
+        os.close(handle)
         self._failure_file = failure_file
         from cdp.storage.connections import lake_store_env
 
         # The lake's store (CDP_LAKE_CONNECTION, for a lake on S3): the driver's S3A, boto3 and delta-rs read it.
         self.env_vars = {**(self.env_vars or {}), **lake_store_env(), **self.connection_env(),
-                         FAILURE_FILE_ENV: failure_file}
+                         FAILURE_FILE_ENV: failure_file, OUTPUT_FILE_ENV: output_file}
         try:
             self._execute_job(context)
+            output = read_job_output(output_file)
         finally:
             os.unlink(failure_file)
+            os.unlink(output_file)
+        self.publish_output(context, output)
+
+    def publish_output(self, context: Any, output: dict[str, Any]) -> None:
+        """What the job reported: the membership asset event's extra, and its warnings on the alert channels."""
+        from cdp_provider.assets import AUDIENCE_MEMBERSHIP, MEMBERSHIP_VERSION, RUN_DATE
+
+        if AUDIENCE_MEMBERSHIP in (self.outlets or []):
+            reported = output.get(MEMBERSHIP_OUTPUT) or {}
+            if not reported:
+                # A driver on a cluster's machine writes its output there: the event says the run date only, and a
+                # cadence run then activates the latest version.
+                self.log.warning("the job reported no membership version: the asset event carries the run date only")
+            extra = {RUN_DATE: str(reported.get("run_date") or self.run_date),
+                     MEMBERSHIP_VERSION: reported.get("membership_version")}
+            context["outlet_events"][AUDIENCE_MEMBERSHIP].extra = extra
+            self.log.info("asset %s updated: %s", AUDIENCE_MEMBERSHIP.name, json.dumps(extra, sort_keys=True))
+        warnings = output.get(WARNINGS_OUTPUT) or []
+        if warnings and self.alert_warnings:
+            from cdp_provider.alerts import send_warnings
+
+            send_warnings(context, warnings)
 
     def _execute_job(self, context: Any) -> None:
         url = self.connect_url()
