@@ -16,16 +16,12 @@ TIERS = ("unit", "dags", "integration", "e2e")
 pytest_plugins = ("servers.fixtures",)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).parts
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
-        # `make test` runs two pytest-xdist workers (--dist loadgroup): a module's tests stay on one worker, so
-        # its module fixtures run once, and so do all of tests/e2e (one Airflow stack, one set of DAG runs).
-        item.add_marker(pytest.mark.xdist_group("e2e" if "e2e" in parts else item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")

@@ -29,11 +29,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from dashboard_browser import airflow_ui, browser, test_the_activation_view_shows_the_tables_figures
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scenario import DAYS, HAND_CRM_IDS, HAND_EMAILS, HEADER
 
 from cdp.identities import e164
+
+# The Activation view's browser test (dashboard_browser.py) runs in this module, on the same stack and DAG runs:
+# `make test` keeps a module on one pytest-xdist worker, and the runs happen once per worker.
+__all__ = ["airflow_ui", "browser", "test_the_activation_view_shows_the_tables_figures"]
 
 # Five DAG runs of 15 tasks each: on a busy machine more than the suite's default 30-minute timeout.
 pytestmark = pytest.mark.timeout(7200)
