@@ -29,7 +29,7 @@ run: setup
 	@scripts/run_day.sh $(DATE)
 
 test: setup lint
-	python -m pytest -n 2 --dist loadscope tests
+	python -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests
 
 lint: setup
 	ruff check --no-cache .
