@@ -149,7 +149,7 @@ def test_kinesis_records_refused_inside_an_accepted_call_are_retried(
             ("p3", "kinesis_ProvisionedThroughputExceededException", 2)]
 
         counts = export.run(spark, ws, ctx, "throttled")  # Airflow's retry of the task: the shard has capacity
-        assert faults.refused == ["p2", "p3", "p3"]
+        assert sorted(faults.refused) == ["p2", "p3", "p3"]  # the partitions send in any order
     records = stream_records(client, "throttled-changes")
     assert sorted(r["PartitionKey"] for r in records) == ["p1", "p2", "p3"]  # each once
     assert {r["PartitionKey"]: json.loads(r["Data"])["messageId"] for r in records} == ledger_ids(
