@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from cdp import lake_files
 from cdp.lake import RUN_METRICS, Lake, TableSpec, date_literal
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,20 @@ def table_detail(spark: SparkSession, path: str) -> Row | None:
         raise
 
 
+# A commit or a checkpoint in a table's _delta_log (00000000000000000042.json, ....checkpoint.parquet,
+# multi-part and V2 checkpoints): the log of a table that exists holds at least one.
+_LOG_ENTRY = re.compile(r"^\d{20}\.(json|checkpoint(\.\d+\.\d+)?\.parquet|checkpoint\.[0-9a-f-]+\.(json|parquet))$")
+
+
 def table_exists(spark: SparkSession, path: str) -> bool:
+    """Whether a Delta table is at ``path``: its ``_delta_log`` holds a commit or a checkpoint.
+
+    Read from the file system for a local or S3 lake (one listing), since ``DESCRIBE DETAIL`` builds the table's
+    snapshot and its file statistics, seconds on a cold JVM, and every read of a table asks this first; other
+    file systems ask Delta.
+    """
+    if lake_files.is_local(path) or lake_files.is_s3(path):
+        return any(_LOG_ENTRY.match(name) for name in lake_files.list_names(f"{path.rstrip('/')}/_delta_log"))
     return table_detail(spark, path) is not None
 
 

@@ -22,6 +22,11 @@ def is_local(path: str) -> bool:
     return urlparse(path).scheme in ("", "file")
 
 
+def is_s3(path: str) -> bool:
+    """True for an ``s3a://`` (or ``s3://``) URL, which the driver reads with boto3."""
+    return urlparse(path).scheme in ("s3a", "s3")
+
+
 def _local(path: str) -> str:
     parsed = urlparse(path)
     return parsed.path if parsed.scheme == "file" else path

@@ -243,24 +243,25 @@ def classify(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: Streamin
     members = read_run_date_slice(spark, lake, AUDIENCE_MEMBERSHIP, ctx.run_date, absent_as_empty=True)
     profiles = read_run_date_slice(spark, lake, PROFILES, ctx.run_date)
     info = RunInfo(dest.name, ctx.run_date, ctx.run_id, resync=full_resync)
-    # One snapshot of the changes: the ledger is written below, and the changes must not be recomputed from it.
-    transform_changes(members, profiles, acknowledged.drop("last_run_date"), dest, mapping, info).write.parquet(
-        os.path.join(scratch, "changes"))
-    acknowledged.unpersist()
-    changes = spark.read.parquet(os.path.join(scratch, "changes"))
+    changes = transform_changes(members, profiles, acknowledged.drop("last_run_date"), dest, mapping, info)
     today = rows.where(F.col("run_date") == F.lit(ctx.run_date)).select(
         MESSAGE_ID, F.col("status").alias("__done"), F.col("bytes").alias("__done_bytes"),
         F.col("acknowledged_at").alias("__done_at"))
-    last_row = ledger.acknowledged_state(rows, ctx.run_date).select(PROFILE, "last_run_date")
+    last_row = acknowledged.select(PROFILE, "last_run_date")
     failures = ledger.failures_before(spark, lake, dest.name, ctx.run_date)
     pending_since = (failures.join(last_row, PROFILE, "left")
                      .where(F.col("last_run_date").isNull() | (F.col("failed_run_date") > F.col("last_run_date")))
                      .groupBy(PROFILE).agg(F.min("first_failed_run_date").alias("__first_failed")))
     give_up = F.lit(ctx.run_date) >= F.date_add(F.col("__first_failed"), dest.retry.give_up_after_days)
-    # Written once too: what an earlier attempt recorded today must be read before this attempt writes.
-    (changes.join(today, MESSAGE_ID, "left").join(pending_since, PROFILE, "left")
-     .withColumn("__given_up", F.col(REASON).isNull() & F.col("__done").isNull() & F.coalesce(give_up, F.lit(False)))
-     .write.parquet(os.path.join(scratch, "classified")))
+    # One snapshot, written once: the ledger is written below, and neither the changes nor what an earlier
+    # attempt recorded today may be recomputed from it.
+    try:
+        (changes.join(today, MESSAGE_ID, "left").join(pending_since, PROFILE, "left")
+         .withColumn("__given_up",
+                     F.col(REASON).isNull() & F.col("__done").isNull() & F.coalesce(give_up, F.lit(False)))
+         .write.parquet(os.path.join(scratch, "classified")))
+    finally:
+        acknowledged.unpersist()
     return spark.read.parquet(os.path.join(scratch, "classified")), mode, base
 
 
@@ -312,13 +313,15 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     d = F.lit(ctx.run_date)
     keep: list[Column | str] = [F.lit(dest.name).alias("destination"), d.alias("run_date"), MESSAGE_ID, PROFILE]
     # Excluded and given-up changes enter the ledger too (the receiver's memberships unchanged), so that
-    # they are reconsidered only when the profile changes again.
-    settled = classified.where(F.col(REASON).isNotNull() | F.col("__given_up")).select(
+    # they are reconsidered only when the profile changes again. Those an earlier attempt of the day recorded
+    # (``__done``) are there already: every row appended is a message id the ledger does not hold for the day.
+    settled = classified.where((F.col(REASON).isNotNull() & F.col("__done").isNull()) | F.col("__given_up")).select(
         *keep, F.when(F.col(REASON).isNotNull(), F.lit(ledger.EXCLUDED)).otherwise(F.lit(ledger.GIVEN_UP))
         .alias("status"), SIGNATURE, STATE_JSON, F.col(PREVIOUS_MEMBERSHIPS).alias("memberships"),
         F.lit(0).cast("long").alias("bytes"), F.lit(ctx.run_id).alias("run_id"),
         F.lit(None).cast("timestamp").alias("acknowledged_at"))
-    ledger.merge(spark, lake, settled)
+    if not settled.isEmpty():
+        ledger.append(spark, lake, settled)
 
     to_send = classified.where(F.col(REASON).isNull() & F.col("__done").isNull() & ~F.col("__given_up"))
     partitions = send_partitions() or default_parallelism(spark)
@@ -340,7 +343,8 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
         delivered = results.where(F.col("status") == DELIVERED).join(kept, MESSAGE_ID).select(
             *keep, F.lit(ledger.DELIVERED).alias("status"), SIGNATURE, STATE_JSON, MEMBERSHIPS, "bytes",
             F.lit(ctx.run_id).alias("run_id"), F.timestamp_seconds("acknowledged_at").alias("acknowledged_at"))
-        ledger.merge(spark, lake, delivered)
+        if not results.where(F.col("status") == DELIVERED).isEmpty():
+            ledger.append(spark, lake, delivered)  # only messages not recorded for the day were sent
         ledger.remove_journal(lake, dest.name, ctx.run_date)
         failed_now = results.where(F.col("status") != DELIVERED).join(
             classified.select(MESSAGE_ID, "__first_failed"), MESSAGE_ID, "left")

@@ -1,9 +1,10 @@
 """The delivery ledger of the streaming destinations, its acknowledgement journal and the failed records.
 
 - ``delivery_ledger`` (:data:`cdp.lake.DELIVERY_LEDGER`): one row per message acknowledged (or excluded, or
-  given up), MERGEd on (destination, run_date, message_id). The latest row of each profile before a run date
-  is the state that run's changes are computed from; the rows of the run date itself are what an earlier,
-  killed attempt already delivered (not sent again).
+  given up), unique on (destination, run_date, message_id): a run appends only the message ids no earlier
+  attempt of its day recorded, and the journal of a killed attempt is MERGEd. The latest row of each profile
+  before a run date is the state that run's changes are computed from; the rows of the run date itself are
+  what an earlier, killed attempt already delivered (not sent again).
 - the journal: executors append each acknowledged batch to JSON-lines files under the lake
   (``_stream_journal/<destination>/<run date>/``) before sending the next batch; the driver folds them into
   the ledger when the send is over, and at the start of the next attempt when a task was killed.
@@ -89,6 +90,18 @@ def merge(spark: SparkSession, lake: Lake, rows: DataFrame) -> None:
         spark.sql(f"MERGE INTO {table_ref(path)} AS t USING {source} AS s ON t.destination = s.destination "
                   "AND t.run_date = s.run_date AND t.message_id = s.message_id "
                   "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
+
+
+@retry_on_conflict
+def append(spark: SparkSession, lake: Lake, rows: DataFrame) -> None:
+    """Append ledger rows whose (destination, run_date, message_id) the ledger does not hold: the messages of a
+    run that no earlier attempt of its day recorded (a blind append, cheaper than :func:`merge`'s join). The caller
+    leaves out an empty ``rows``: an append of nothing still costs a Delta commit."""
+    assert DELIVERY_LEDGER.schema is not None
+    conformed = rows.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in DELIVERY_LEDGER.schema.fields])
+    path = lake.path(DELIVERY_LEDGER)
+    create_table_if_absent(spark, path, DELIVERY_LEDGER.schema, DELIVERY_LEDGER.partition_by)
+    conformed.write.format("delta").mode("append").save(path)
 
 
 def fold_journal(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date) -> int:
