@@ -159,3 +159,39 @@ def test_two_days_through_every_fault(spark: SparkSession, tmp_path: Path, recei
     again = export.run(spark, ws, context(settings, D2), "crm_api")
     assert receiver.messages() == []
     assert (again["received"], again["activated"], again["failed"]) == (5, 4, 1)
+
+
+RATE_LIMITED = """name: slow_api
+type: http
+connection: crm_api
+path: /v1/slow
+audiences: [gold_members]
+batching: {mode: configured, max_messages: 1}
+rate_limit: 8
+mapping:
+  - {source: "identity:crm_id", name: crm_id}
+"""
+
+
+def test_the_rate_limit_holds_across_the_sending_partitions(spark: SparkSession, tmp_path: Path,
+                                                            receiver: HttpReceiver,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rate_limit: 8`` is 8 messages a second for the destination, both sending partitions together (each a
+    token bucket of 4/s with a burst of one second's worth): in any stretch of t seconds the endpoint gets at
+    most 8 * (t + 1) messages, so 40 messages take at least 4 seconds from the first to the last; none is
+    lost or sent twice."""
+    monkeypatch.setenv("CDP_STREAM_PARTITIONS", "2")
+    _, ws, settings = workspace_with(tmp_path, {"slow_api": RATE_LIMITED})
+    ctx = context(settings, D1)
+    people = {f"q{i:02d}": (f"R{i:02d}", None, f"N{i}", i) for i in range(40)}
+    write_day(spark, ctx.lake, D1, people, {p: ("realized", D1) for p in people})
+    counts = export.run(spark, ws, ctx, "slow_api")
+    assert (counts["received"], counts["activated"], counts["failed"]) == (40, 40, 0)
+    requests = [r for r in receiver.requests() if r["path"] == "/v1/slow" and r["status"] == 200]
+    assert sorted(m["profileId"] for r in requests for m in r["messages"]) == sorted(people)  # each once
+    times = sorted(r["received_at"] for r in requests)
+    slack = 0.25  # the loopback hop between the sender's bucket and the receiver's clock
+    for i, first in enumerate(times):
+        for j in range(i, len(times)):
+            assert j - i + 1 <= 8 * (times[j] - first + slack + 1), (i, j, times[j] - first)
+    assert times[-1] - times[0] >= 4 - slack
