@@ -30,6 +30,14 @@ def test_stack_serves_the_dags_with_their_params_and_stops_cleanly() -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{stack.base_url}/api/v2/dags", timeout=30)
         assert refused.value.code == 401
+        # The Activation view (a plugin app, which Airflow does not authenticate) asks for the token itself.
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{stack.base_url}/cdp/activation/", timeout=30)
+        assert anonymous.value.code == 401
+        view = urllib.request.Request(f"{stack.base_url}/cdp/activation/",
+                                      headers={"Authorization": f"Bearer {stack.token()}"})
+        with urllib.request.urlopen(view, timeout=60) as page:
+            assert page.status == 200 and "<title>Activation" in page.read().decode()
         with pytest.raises(AirflowError, match="POST /auth/token: HTTP 401"):
             stack._request("POST", "/auth/token", {"username": "cdp_e2e", "password": "wrong"}, None)
         # A process started with the stack's AIRFLOW_HOME (as a task's job would be) is found as a stray.

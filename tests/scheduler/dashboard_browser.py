@@ -97,6 +97,11 @@ def test_the_activation_view_shows_the_tables_figures(daily_runs: dict[str, Any]
         f"the DAG runs did not all succeed: {[(r.get('run_date'), r.get('state')) for r in runs]} "
         "(see test_cdp_daily.py)")
     expected = expected_figures(spark, daily_runs["lake"])
+    # Anonymous, the view is refused; logged in (the stack's admin: the JWT the UI keeps in its cookie, as the
+    # login page sets it), it is shown.
+    browser.get(f"{airflow_ui}/cdp/activation/")
+    assert "Not authenticated" in browser.page_source and not browser.find_elements(By.TAG_NAME, "h1")
+    browser.add_cookie({"name": "_token", "value": airflow_stack.stack.token(), "path": "/"})
     browser.get(f"{airflow_ui}/cdp/activation/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Activation"
     shown = {e.get_attribute("data-figure"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-figure]")}
@@ -110,10 +115,7 @@ def test_the_activation_view_shows_the_tables_figures(daily_runs: dict[str, Any]
     # No e-mail address is shown: the quarantine samples are masked.
     assert "@example.com" not in browser.page_source.lower()
 
-    # The navigation entry of the Airflow UI opens the same view inside the UI, for a user logged in (the
-    # stack's admin: the JWT the UI keeps in its cookie, as the login page sets it).
-    browser.get(f"{airflow_ui}/api/v2/monitor/health")
-    browser.add_cookie({"name": "_token", "value": airflow_stack.stack.token(), "path": "/"})
+    # The navigation entry of the Airflow UI opens the same view inside the UI, for the same user.
     browser.get(f"{airflow_ui}/plugin/activation")
     frame = WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
     assert frame.get_attribute("src").rstrip("/").endswith("/cdp/activation")

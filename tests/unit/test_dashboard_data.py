@@ -188,12 +188,17 @@ def test_an_empty_lake_shows_nothing_yet(lake: str) -> None:
 
 
 def test_the_view_pages_filters_and_escapes(filled: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cdp_provider.dashboard.activation_app import create_app
+    from cdp_provider.dashboard.activation_app import VIEW_ACCESS, create_app
     from fastapi.testclient import TestClient
 
-    # In-process client of the FastAPI app: the real API server serving it is tests/e2e/test_dashboard_browser.py.
+    # In-process client of the FastAPI app: the real API server serving it, with its auth manager, is
+    # tests/integration/test_airflow_stack.py (and the browser, tests/scheduler/dashboard_browser.py).
     monkeypatch.setenv("CDP_LAKE", filled.root)
-    client = TestClient(create_app())
+    app = create_app()
+    anonymous = TestClient(app).get("/")
+    assert (anonymous.status_code, anonymous.json()) == (401, {"detail": "Not authenticated"})
+    app.dependency_overrides[VIEW_ACCESS] = lambda: None  # a user the auth manager lets see the website
+    client = TestClient(app)
     whole = client.get("/")
     assert whole.status_code == 200 and whole.headers["content-type"].startswith("text/html")
     body = whole.text

@@ -3,6 +3,11 @@
 ``GET /`` renders every section; query parameters page and filter them: ``q`` (audience id or name),
 ``evaluation`` (batch / streaming), ``page`` (audiences), ``dest`` (a destination), ``dpage`` (destination
 runs), ``dataset`` (ingestion). The lake is ``CDP_LAKE`` (see :mod:`cdp.settings`) as the API server sees it.
+
+Airflow does not authenticate a plugin's FastAPI app (a mounted app inherits none of the API's dependencies),
+so the app asks for the caller itself: the JWT of Airflow's auth manager, from the ``Authorization: Bearer``
+header or the ``_token`` cookie the UI keeps, and the auth manager's permission to see the website
+(:data:`VIEW_ACCESS`). Without a token the answer is 401; with one the auth manager refuses, 403.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import time
 from functools import cache
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Query
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import requires_access_view
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 if TYPE_CHECKING:
@@ -27,6 +34,8 @@ AUDIENCES_PER_PAGE = 50
 RUNS_PER_PAGE = 50
 INGESTION_DAYS = 14
 DESTINATION_DAYS = 30  # destination runs of the last 30 days, paged
+# Who may see the view: a user the auth manager lets see Airflow's website (every route of the app).
+VIEW_ACCESS = requires_access_view(AccessView.WEBSITE)
 
 
 @cache
@@ -70,7 +79,8 @@ def render(data: DashboardData, q: str = "", evaluation: str = "", page: int = 1
 
 def create_app() -> FastAPI:
     """The FastAPI app of the view."""
-    app = FastAPI(title="CDP Activation", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="CDP Activation", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(VIEW_ACCESS)])
 
     @app.get("/", response_class=HTMLResponse)
     def activation(q: str = Query("", max_length=200), evaluation: str = Query("", pattern="^(|batch|streaming)$"),
