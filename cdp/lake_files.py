@@ -34,7 +34,7 @@ def _local(path: str) -> str:
 
 def _split(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
-    if parsed.scheme not in ("s3a", "s3"):
+    if not is_s3(uri):
         raise LakeFilesError(f"{uri}: only local folders and s3a:// URLs are supported as the lake root "
                              "(set CDP_LAKE to a folder or to s3a://bucket/prefix)")
     return parsed.netloc, parsed.path.lstrip("/")

@@ -340,10 +340,11 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     results = spark.read.parquet(results_path).persist()
     try:
         kept = classified.select(MESSAGE_ID, SIGNATURE, STATE_JSON, MEMBERSHIPS)
-        delivered = results.where(F.col("status") == DELIVERED).join(kept, MESSAGE_ID).select(
+        acknowledged = results.where(F.col("status") == DELIVERED)
+        delivered = acknowledged.join(kept, MESSAGE_ID).select(
             *keep, F.lit(ledger.DELIVERED).alias("status"), SIGNATURE, STATE_JSON, MEMBERSHIPS, "bytes",
             F.lit(ctx.run_id).alias("run_id"), F.timestamp_seconds("acknowledged_at").alias("acknowledged_at"))
-        if not results.where(F.col("status") == DELIVERED).isEmpty():
+        if not acknowledged.isEmpty():
             ledger.append(spark, lake, delivered)  # only messages not recorded for the day were sent
         ledger.remove_journal(lake, dest.name, ctx.run_date)
         failed_now = results.where(F.col("status") != DELIVERED).join(
