@@ -102,7 +102,7 @@ def _export_once(spark: SparkSession, work: Path, endpoint: str, changes: int, c
     ws = load_workspace(ws_root, settings)
     ctx = RunContext(RUN_DATE, "bench", settings)
     os.environ[f"AIRFLOW_CONN_BENCH_{endpoint.upper()}"] = json.dumps(connection)
-    mark_step(spark, ctx.lake, RUN_DATE, StepKey("evaluate_audiences"), COMMITTED, "bench")
+    mark_step(ctx.lake, RUN_DATE, StepKey("evaluate_audiences"), COMMITTED, "bench")
     with measure() as m:
         counts = export.run(spark, ws, ctx, f"bench_{endpoint}")
     row = read_table(spark, ctx.lake.path(DESTINATION_METRICS)).first()

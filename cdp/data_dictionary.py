@@ -24,7 +24,8 @@ def _type(data_type: T.DataType) -> str:
 def render_table(table: TableSpec) -> str:
     lines = [f"## `{table.name}`", "", table.description, "",
              f"- location: `<lake>/{table.path.replace('{dataset}', '<dataset>')}`",
-             f"- written by: `{table.written_by}`, {table.write_mode}",
+             f"- written by: `{table.written_by}`, {table.write_mode}"
+             + (" with delta-rs (`cdp.small_tables`), never by a Spark job" if table.small else ""),
              f"- key: {', '.join(f'`{k}`' for k in table.keys)}"]
     if table.partition_by:
         lines.append(f"- partitioned by: {', '.join(f'`{p}`' for p in table.partition_by)}")

@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from cdp import lake_files
-from cdp.lake import RUN_METRICS, Lake, TableSpec, date_literal
+from cdp.lake import Lake, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +182,6 @@ def replace_slice(df: DataFrame, path: str, predicate: str, partition_by: list[s
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
     log.info("replaced %s where %s", path, predicate)
-
-
-def record_metrics(spark: SparkSession, lake: Lake, run_date: dt.date, step: str, scope: str,
-                   metrics: dict[str, int]) -> None:
-    """Write this step's counts for the run date, replacing what an earlier attempt wrote."""
-    rows = [(run_date, step, scope, name, int(value)) for name, value in sorted(metrics.items())]
-    df = spark.createDataFrame(rows, RUN_METRICS.schema)
-    predicate = (f"run_date = {date_literal(run_date)} AND step = '{step}' AND scope = '{scope}'")
-    replace_slice(df, lake.path(RUN_METRICS), predicate, RUN_METRICS.partition_by)
-    log.info("%s[%s] %s", step, scope, ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))
 
 
 def latest_partition_before(df: DataFrame, column: str, day: dt.date) -> dt.date | None:

@@ -28,11 +28,10 @@ from types import FrameType
 from typing import NoReturn
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from cdp.delta_io import read_table, record_metrics, replace_slice
+from cdp import small_tables
 from cdp.errors import CdpError, StepNotReadyError
-from cdp.lake import STEP_RUNS, Lake, date_literal
+from cdp.lake import RUN_METRICS, STEP_RUNS, Lake
 from cdp.run_context import RunContext, parse_job_args
 from cdp.spark import get_session, is_remote
 from cdp.workspace.loader import Workspace
@@ -62,28 +61,32 @@ class StepKey:
         return self.step if self.scope == "all" else f"{self.step}[{self.scope}]"
 
 
-def mark_step(spark: SparkSession, lake: Lake, run_date: dt.date, key: StepKey, status: str, run_id: str) -> None:
+def mark_step(lake: Lake, run_date: dt.date, key: StepKey, status: str, run_id: str) -> None:
     """Record ``status`` for the step of the run date (replacing what an earlier attempt recorded)."""
-    assert STEP_RUNS.schema is not None
-    now = dt.datetime.now(dt.UTC)
-    row = spark.createDataFrame([(run_date, key.step, key.scope, status, run_id, now)], STEP_RUNS.schema)
-    predicate = f"run_date = {date_literal(run_date)} AND step = '{key.step}' AND scope = '{key.scope}'"
-    replace_slice(row, lake.path(STEP_RUNS), predicate, STEP_RUNS.partition_by)
+    row = (run_date, key.step, key.scope, status, run_id, dt.datetime.now(dt.UTC))
+    small_tables.replace_rows(lake.path(STEP_RUNS), STEP_RUNS, [row],
+                              {"run_date": run_date, "step": key.step, "scope": key.scope})
 
 
-def step_statuses(spark: SparkSession, lake: Lake, run_date: dt.date) -> dict[StepKey, str]:
+def step_statuses(lake: Lake, run_date: dt.date) -> dict[StepKey, str]:
     """The status of every step recorded for the run date."""
-    rows = read_table(spark, lake.path(STEP_RUNS), STEP_RUNS.schema).where(
-        F.col("run_date") == F.lit(run_date)).select("step", "scope", "status").collect()
+    rows = small_tables.read_rows(lake.path(STEP_RUNS), {"run_date": run_date})
     return {StepKey(r["step"], r["scope"]): r["status"] for r in rows}
 
 
-def check_prerequisites(spark: SparkSession, lake: Lake, run_date: dt.date, step: StepKey,
-                        requires: Sequence[StepKey]) -> None:
+def record_metrics(lake: Lake, run_date: dt.date, step: str, scope: str, metrics: dict[str, int]) -> None:
+    """Write this step's counts for the run date, replacing what an earlier attempt wrote."""
+    rows = [(run_date, step, scope, name, int(value)) for name, value in sorted(metrics.items())]
+    small_tables.replace_rows(lake.path(RUN_METRICS), RUN_METRICS, rows,
+                              {"run_date": run_date, "step": step, "scope": scope})
+    log.info("%s[%s] %s", step, scope, ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))
+
+
+def check_prerequisites(lake: Lake, run_date: dt.date, step: StepKey, requires: Sequence[StepKey]) -> None:
     """Raise StepNotReadyError unless every step of ``requires`` is committed for the run date."""
     if not requires:
         return
-    statuses = step_statuses(spark, lake, run_date)
+    statuses = step_statuses(lake, run_date)
     problems = []
     for needed in requires:
         status = statuses.get(needed)
@@ -152,14 +155,14 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None, step: C
         args, ctx, ws = parse_job_args(parser, argv)
         key = step(args)
         spark = get_session(f"cdp-{key.step}-{key.scope}")
-        check_prerequisites(spark, ctx.lake, ctx.run_date, key, requires(args, ws))
+        check_prerequisites(ctx.lake, ctx.run_date, key, requires(args, ws))
         if record:
-            mark_step(spark, ctx.lake, ctx.run_date, key, STARTED, ctx.run_id)
+            mark_step(ctx.lake, ctx.run_date, key, STARTED, ctx.run_id)
         metrics = body(spark, ws, ctx, args)
         if metrics is not None:
-            record_metrics(spark, ctx.lake, ctx.run_date, key.step, key.scope, metrics)
+            record_metrics(ctx.lake, ctx.run_date, key.step, key.scope, metrics)
         if record:
-            mark_step(spark, ctx.lake, ctx.run_date, key, COMMITTED, ctx.run_id)
+            mark_step(ctx.lake, ctx.run_date, key, COMMITTED, ctx.run_id)
     except CdpError as exc:
         log.error("%s", exc)
         write_failure(exc)

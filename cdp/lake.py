@@ -27,6 +27,9 @@ class TableSpec:
     partition_by: list[str] = field(default_factory=list)
     schema: T.StructType | None = None  # None: columns come from the workspace (described in `columns`)
     columns: str = ""
+    # A bookkeeping table of a few rows per step, written (and maintained) only with delta-rs by
+    # cdp.small_tables, never by a Spark job: a one-row commit takes milliseconds instead of a second.
+    small: bool = False
 
 
 REASON = T.StructType([
@@ -479,6 +482,7 @@ RUN_METRICS = TableSpec(
     write_mode="overwrite of the (run_date, step, scope) slice (replaceWhere)",
     keys=["run_date", "step", "scope", "metric"],
     partition_by=["step", "scope"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("step", T.StringType(), False),
@@ -496,6 +500,7 @@ QUALITY_RESULTS = TableSpec(
     write_mode="overwrite of the (run_date, stage) slice (replaceWhere)",
     keys=["run_date", "stage", "suite", "expectation", "kwargs"],
     partition_by=["stage"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("stage", T.StringType(), False),
@@ -517,6 +522,7 @@ STEP_RUNS = TableSpec(
     write_mode="overwrite of the (run_date, step, scope) slice (replaceWhere)",
     keys=["run_date", "step", "scope"],
     partition_by=["step"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("step", T.StringType(), False),

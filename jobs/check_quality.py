@@ -48,8 +48,9 @@ import great_expectations.expectations as gxe
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import small_tables
 from cdp.datasets import merge_key
-from cdp.delta_io import latest_partition_before, read_run_date_slice, read_table, replace_slice, table_exists
+from cdp.delta_io import latest_partition_before, read_run_date_slice, read_table, table_exists
 from cdp.job import StepKey, run_job
 from cdp.lake import (
     AUDIENCE_MEMBERSHIP,
@@ -71,7 +72,6 @@ from cdp.lake import (
     RUN_METRICS,
     STAGING,
     Lake,
-    date_literal,
 )
 from cdp.monitoring.warnings import (
     DayCounts,
@@ -482,8 +482,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage, dry_r
         suites = export_suites(spark, lake, ctx.run_date)
     outcomes = validate_suites(suites)
     rows = [(ctx.run_date, recorded, o.suite, o.expectation, o.kwargs, o.success, o.observed) for o in outcomes]
-    replace_slice(spark.createDataFrame(rows, QUALITY_RESULTS.schema), lake.path(QUALITY_RESULTS),
-                  f"run_date = {date_literal(ctx.run_date)} AND stage = '{recorded}'", QUALITY_RESULTS.partition_by)
+    small_tables.replace_rows(lake.path(QUALITY_RESULTS), QUALITY_RESULTS, rows,
+                              {"run_date": ctx.run_date, "stage": recorded})
     # Warning suites are recorded and logged, never stop the run: a size swing may be real (a campaign).
     for o in outcomes:
         if o.suite in WARNING_SUITES and not o.success:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from cdp import small_tables
 from cdp.delta_io import table_exists, table_ref
 from cdp.job import StepKey, run_job
 from cdp.lake import (
@@ -94,10 +95,13 @@ def retention_rules(config: Maintenance) -> list[RetentionRule]:
     ]
 
 
-def table_paths(ws: Workspace, lake: Lake) -> list[tuple[str, str]]:
-    """(name, path) of every table the lake may hold: per-dataset tables once per dataset of the workspace."""
+def table_paths(ws: Workspace, lake: Lake, small: bool = False) -> list[tuple[str, str]]:
+    """(name, path) of every table the lake may hold (per-dataset tables once per dataset of the workspace): the
+    Spark-written tables, or with ``small`` the bookkeeping tables delta-rs writes (:mod:`cdp.small_tables`)."""
     out: list[tuple[str, str]] = []
     for table in ALL_TABLES:
+        if table.small != small:
+            continue
         if "{dataset}" in table.path:
             out += [(f"{table.name}[{name}]", lake.path(table, name)) for name in sorted(ws.datasets)]
         else:
@@ -111,10 +115,16 @@ def apply_retention(spark: SparkSession, lake: Lake, rules: Sequence[RetentionRu
     counts: dict[str, int] = {}
     for rule in rules:
         path = lake.path(rule.table)
-        if not table_exists(spark, path):
-            continue
-        row = spark.sql(f"DELETE FROM {table_ref(path)} WHERE {rule.predicate(run_date)}").first()
-        deleted = int(row["num_affected_rows"]) if row is not None and row["num_affected_rows"] is not None else 0
+        if rule.table.small:
+            small_deleted = small_tables.delete_rows(path, rule.predicate(run_date))
+            if small_deleted is None:
+                continue
+            deleted = small_deleted
+        else:
+            if not table_exists(spark, path):
+                continue
+            row = spark.sql(f"DELETE FROM {table_ref(path)} WHERE {rule.predicate(run_date)}").first()
+            deleted = int(row["num_affected_rows"]) if row is not None and row["num_affected_rows"] is not None else 0
         counts[f"deleted.{rule.table.name}"] = deleted
         log.info("%s: %d row(s) with %s deleted", rule.table.name, deleted, rule.predicate(run_date))
     return counts
@@ -154,6 +164,17 @@ def optimize_and_vacuum(spark: SparkSession, paths: Sequence[tuple[str, str]], r
     return done
 
 
+def compact_and_vacuum_small(paths: Sequence[tuple[str, str]], retain_hours: int) -> int:
+    """The same for the bookkeeping tables, with delta-rs (their only writer); return how many were maintained."""
+    done = 0
+    for name, path in paths:
+        if small_tables.compact_and_vacuum(path, retain_hours):
+            log.info("%s: compacted, vacuumed (files older than %d hours that no version needs removed)", name,
+                     retain_hours)
+            done += 1
+    return done
+
+
 def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     """Apply the lake's retention for the run date, remove expired landed files, OPTIMIZE and VACUUM every
     table; return the counts (``deleted.<table>``, ``landing_folders_removed``, ``tables_maintained``)."""
@@ -166,8 +187,9 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
             log.info("landing: removed %s (older than %d days)", folder, config.landing_days)
             removed += 1
     metrics["landing_folders_removed"] = removed
-    metrics["tables_maintained"] = optimize_and_vacuum(spark, table_paths(ws, ctx.lake),
-                                                       config.vacuum_retention_hours)
+    metrics["tables_maintained"] = (
+        optimize_and_vacuum(spark, table_paths(ws, ctx.lake), config.vacuum_retention_hours)
+        + compact_and_vacuum_small(table_paths(ws, ctx.lake, small=True), config.vacuum_retention_hours))
     return metrics
 
 

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp.datasets import stored_event_ids
-from cdp.delta_io import record_metrics, replace_slice
+from cdp.delta_io import replace_slice
 from cdp.errors import BatchRejectedError, CdpError
 from cdp.ingestion.checks import (
     rejection_message,
@@ -28,7 +28,7 @@ from cdp.ingestion.layout import DROPPED, REASONS
 from cdp.ingestion.ledger import FileCounts, file_sha256, find_duplicate_files, ingested_hashes, ledger_rows
 from cdp.ingestion.reasons import DUPLICATE_FILE
 from cdp.ingestion.records import read_records
-from cdp.job import StepKey, run_job
+from cdp.job import StepKey, record_metrics, run_job
 from cdp.lake import BATCH_LEDGER, DATASET, QUARANTINE, QUARANTINE_SUMMARY, STAGING, date_literal
 from cdp.monitoring.aggregates import quarantine_summary
 from cdp.run_context import RunContext, job_parser
@@ -128,7 +128,7 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
             message = rejection_message(dataset, judged_read, judged_quarantined, allowed,
                                         [(r["code"], r["count"]) for r in top])
             # The job records metrics only after run() returns: record them here, the run stops below.
-            record_metrics(spark, lake, run_date, STEP, dataset, metrics)
+            record_metrics(lake, run_date, STEP, dataset, metrics)
             raise BatchRejectedError(message)
     finally:
         checked.unpersist()

@@ -76,7 +76,7 @@ def test_a_cadence_dag_activates_the_evaluated_snapshot_once(
     destination.write_text(destination.read_text(encoding="utf-8") + "schedule: every 6h\n", encoding="utf-8")
     lake = Lake(str(tmp_path / "lake"))
     build_lake(spark, load_workspace(str(workspace)), lake)
-    mark_step(spark, lake, D, StepKey("build_profiles"), COMMITTED, "test")
+    mark_step(lake, D, StepKey("build_profiles"), COMMITTED, "test")
 
     db = tmp_path / "airflow.db"
     shutil.copy(repo_root / ".airflow" / "airflow.db", db)  # the setup's migrated metadata database

@@ -49,7 +49,7 @@ def write_day(spark: SparkSession, lake: Lake, day: dt.date, people: dict[str, P
                   for pid, (status, since) in members.items()]
     spark.createDataFrame(membership, MEMBERSHIP).write.format("delta").mode("append").partitionBy("run_date").save(
         lake.path(AUDIENCE_MEMBERSHIP))
-    mark_step(spark, lake, day, StepKey("evaluate_audiences"), COMMITTED, f"eval_{day}")
+    mark_step(lake, day, StepKey("evaluate_audiences"), COMMITTED, f"eval_{day}")
 
 
 def workspace_with(tmp_path: Path, destinations: dict[str, str]) -> tuple[Path, Workspace, Settings]:

@@ -66,7 +66,7 @@ def test_export_job_killed_mid_upload_then_re_run(spark: SparkSession, repo_root
                         exports=str(tmp_path / "exports"))
     ctx = RunContext(D, "re-run", settings)
     build_members_lake(spark, ws, ctx.lake, MEMBERS, "gold_members", D)
-    mark_step(spark, ctx.lake, D, StepKey("evaluate_audiences"), COMMITTED, "test")
+    mark_step(ctx.lake, D, StepKey("evaluate_audiences"), COMMITTED, "test")
     Target("s3", moto_server, bucket=BUCKET).prepare()
     client = moto_server.client()
 

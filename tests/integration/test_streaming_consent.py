@@ -58,7 +58,7 @@ def write_day(spark: SparkSession, lake: Lake, day: dt.date, people: dict[str, t
     members = [(day, "gold_members", pid, status, qualified(day), D1) for pid in people]
     spark.createDataFrame(members, MEMBERSHIP).write.format("delta").mode("append").partitionBy("run_date").save(
         lake.path(AUDIENCE_MEMBERSHIP))
-    mark_step(spark, lake, day, StepKey("evaluate_audiences"), COMMITTED, f"eval_{day}")
+    mark_step(lake, day, StepKey("evaluate_audiences"), COMMITTED, f"eval_{day}")
 
 
 def message(pid: str, day: dt.date, name: str, points: int, status: str, since: dt.date) -> dict[str, Any]:

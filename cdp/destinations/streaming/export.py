@@ -41,7 +41,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from cdp.delta_io import read_run_date_slice, read_table
+from cdp import small_tables
+from cdp.delta_io import read_run_date_slice
 from cdp.destinations import ledger as file_ledger
 from cdp.destinations.preview import Preview, fresh_preview_folder, record_preview
 from cdp.destinations.rows import MappingContext
@@ -198,12 +199,11 @@ def delivery_policy(dest: StreamingDestination, partitions: int) -> DeliveryPoli
                           initial_wait=dest.retry.initial_wait_seconds, max_wait=dest.retry.max_wait_seconds)
 
 
-def evaluation_end(spark: SparkSession, lake: Lake, run_date: dt.date) -> float | None:
+def evaluation_end(lake: Lake, run_date: dt.date) -> float | None:
     """When audience evaluation committed the run date (step_runs), in epoch seconds: where latency starts."""
-    row = read_table(spark, lake.path(STEP_RUNS), STEP_RUNS.schema).where(
-        (F.col("run_date") == F.lit(run_date)) & (F.col("step") == "evaluate_audiences")
-        & (F.col("status") == "committed")).agg((F.max(F.unix_micros("updated_at")) / 1e6).alias("t")).first()
-    return None if row is None or row["t"] is None else float(row["t"])
+    ends = [row["updated_at"].timestamp() for row in small_tables.read_rows(
+        lake.path(STEP_RUNS), {"run_date": run_date, "step": "evaluate_audiences"}) if row["status"] == "committed"]
+    return max(ends) if ends else None
 
 
 def send_partitions() -> int:
@@ -407,7 +407,7 @@ def _metrics(spark: SparkSession, ctx: RunContext, classified: DataFrame, result
         "received": int(counts["received"]), "activated": activated, "failed": sum(by_class.values()),
         "bytes": int(counts["done_bytes"] or 0) + int(sent["bytes"] or 0),
         **{f"excluded.{r}": int(counts[f"excluded.{r}"] or 0) for r in STREAMING_EXCLUSION_REASONS}}
-    end = evaluation_end(spark, ctx.lake, ctx.run_date)
+    end = evaluation_end(ctx.lake, ctx.run_date)
     if end is not None and activated:
         acked = results.where(F.col("status") == DELIVERED).select("acknowledged_at").unionByName(
             classified.where(F.col("__done") == ledger.DELIVERED).select(
