@@ -17,7 +17,7 @@ export CDP_LAKE ?= $(CURDIR)/data/lake
 export CDP_LANDING ?= $(CURDIR)/data/landing
 export CDP_EXPORTS ?= $(CURDIR)/data/exports
 
-.PHONY: setup demo run test test-scheduler lint airflow bench docs clean lock
+.PHONY: setup demo run test lint airflow bench docs clean lock
 
 setup:
 	@scripts/setup.sh
@@ -30,11 +30,6 @@ run: setup
 
 test: setup lint
 	python -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests
-
-# The real-scheduler e2e (API server, scheduler, DAG processor; REST trigger, dry run, backfills) and the
-# Activation view's browser test: about 40 minutes here, not yet in `make test`.
-test-scheduler: setup
-	CDP_TEST_SCHEDULER=1 python -m pytest tests/scheduler
 
 lint: setup
 	ruff check --no-cache .

@@ -1,5 +1,5 @@
 """The end-to-end stack: a real Airflow (API server, scheduler, DAG processor; tests/servers/airflow_stack.py) on
-loopback running ``cdp_daily`` over the three days of tests/scheduler/scenario.py, once for the whole session.
+loopback running ``cdp_daily`` over the three days of tests/e2e/scenario.py, once for the whole session.
 
 ``airflow_stack`` is the running deployment (``base_url``, an authenticated ``api(method, path, json=None)``,
 ``env``, ``airflow_home``, ``lake``); ``daily_runs`` the runs made through it, in this order:

@@ -1,5 +1,5 @@
 """The three-day scenario of the end-to-end tests: the days, and the hand-written persons' landed files that go
-next to the example generator's (see tests/scheduler/test_scheduler_daily.py for what each day shows)."""
+next to the example generator's (see tests/e2e/test_cdp_daily.py for what each day shows)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""The whole daily run through a real Airflow scheduler over three consecutive days (tests/scheduler/conftest.py).
-
-Not part of `make test` yet: `make test-scheduler` runs it (``CDP_TEST_SCHEDULER=1``). Its five DAG runs take
-about 40 minutes on this 2-core machine, and the session that wrote it could see only day 1 through (the REST
-trigger, the scheduler, the exact day-1 rows) before it stopped; tests/e2e/test_cdp_daily.py runs the same three
-days through `airflow dags test` in `make test`.
+"""The whole daily run through a real Airflow scheduler over three consecutive days (tests/e2e/conftest.py).
 
 Each day's landing holds the example generator's files (200 persons, seed 7) and hand-written persons
-(tests/scheduler/scenario.py):
+(tests/e2e/scenario.py):
 
 - day 1 (2026-11-27): Ann (CRM + loyalty, one e-mail written two ways), Bob (CRM + cookie), Cat (CRM +
   e-mail opens), Dan (a bad CRM row), Eve (loyalty only); one CRM row and two web lines are bad;
@@ -29,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +41,7 @@ from cdp.identities import e164
 __all__ = ["airflow_ui", "browser", "test_the_activation_view_shows_the_tables_figures"]
 
 # Five DAG runs of 15 tasks each: on a busy machine more than the suite's default 30-minute timeout.
-pytestmark = [pytest.mark.timeout(7200),
-              pytest.mark.skipif(os.environ.get("CDP_TEST_SCHEDULER") != "1",
-                                 reason="the real-scheduler e2e runs with `make test-scheduler`")]
+pytestmark = pytest.mark.timeout(7200)
 
 
 def test_every_day_succeeded_in_order_without_retries(daily_runs: dict[str, Any]) -> None:

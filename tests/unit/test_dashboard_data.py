@@ -192,7 +192,7 @@ def test_the_view_pages_filters_and_escapes(filled: Lake, monkeypatch: pytest.Mo
     from fastapi.testclient import TestClient
 
     # In-process client of the FastAPI app: the real API server serving it, with its auth manager, is
-    # tests/integration/test_airflow_stack.py (and the browser, tests/scheduler/dashboard_browser.py).
+    # tests/integration/test_airflow_stack.py (and the browser, tests/e2e/dashboard_browser.py).
     monkeypatch.setenv("CDP_LAKE", filled.root)
     app = create_app()
     anonymous = TestClient(app).get("/")
