@@ -8,18 +8,27 @@ evaluation, hours into the run. :func:`check_patterns` compiles them in a JVM in
 - the JVM of a running SparkContext when the process has one (a job, the test session);
 - otherwise one small JVM started through py4j's ``launch_gateway`` (the py4j jar ships with pyspark),
   bound to 127.0.0.1 with an auth token, stopped as soon as the patterns are compiled. It starts only
-  when there is a pattern whose result is not cached yet (results are cached per process: a pattern's
-  validity never changes).
+  when there is a pattern whose result is not cached yet.
+
+A pattern's validity never changes for one Java installation, so results are cached in the process and in a
+small JSON file per Java installation (``$CDP_CACHE_DIR``, else ``$XDG_CACHE_HOME/cdp`` or ``~/.cache/cdp``):
+every task of a run loads the workspace, and a Spark Connect client has no JVM of its own, so without the file
+each task would start one (half a second on a quiet machine, seconds on a busy one). A missing or unreadable
+file only means the JVM starts again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
@@ -113,14 +122,60 @@ def _launch_and_compile(todo: list[tuple[PatternKind, str]]) -> dict[tuple[Patte
                   time.perf_counter() - started)
 
 
+def cache_file() -> Path | None:
+    """The results file of this Java installation (None without a ``java``: nothing can be cached for it)."""
+    java = java_executable()
+    if java is None:
+        return None
+    real = os.path.realpath(java)
+    try:
+        stamp = f"{real}:{os.stat(real).st_mtime_ns}"
+    except OSError:
+        return None
+    root = os.environ.get("CDP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cdp")
+    return Path(root) / f"java-patterns-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.json"
+
+
+def _read_cache_file(path: Path | None) -> dict[tuple[PatternKind, str], str | None]:
+    if path is None:
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        return {(kind, text): error for kind, text, error in entries if kind in ("regex", "datetime")}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _write_cache_file(path: Path | None, results: dict[tuple[PatternKind, str], str | None]) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        merged = {**_read_cache_file(path), **results}
+        # Written aside then renamed: tasks running at once never read half a file.
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".java-patterns-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(sorted([kind, text, error] for (kind, text), error in merged.items()), out)
+        os.replace(temp, path)
+    except OSError as exc:
+        log.debug("could not cache the compiled patterns in %s: %s", path, exc)
+
+
 def check_patterns(patterns: Iterable[tuple[PatternKind, str]]) -> dict[tuple[PatternKind, str], str | None]:
     """Compile every (kind, text) with Java: None where it compiles, else Java's error description.
 
     Raises JavaUnavailable (with the problem's wording) when no JVM is running or can be started.
     """
     wanted = list(dict.fromkeys(patterns))
-    todo = [p for p in wanted if p not in _cache]
-    if todo:
-        jvm = _spark_jvm()
-        _cache.update(_compile_all(jvm, todo) if jvm is not None else _launch_and_compile(todo))
+    if any(p not in _cache for p in wanted):
+        stored = cache_file()
+        known = _read_cache_file(stored)
+        _cache.update({p: known[p] for p in wanted if p not in _cache and p in known})
+        todo = [p for p in wanted if p not in _cache]
+        if todo:
+            jvm = _spark_jvm()
+            compiled = _compile_all(jvm, todo) if jvm is not None else _launch_and_compile(todo)
+            _cache.update(compiled)
+            _write_cache_file(stored, compiled)
     return {p: _cache[p] for p in wanted}
