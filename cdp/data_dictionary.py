@@ -25,7 +25,8 @@ def render_table(table: TableSpec) -> str:
     lines = [f"## `{table.name}`", "", table.description, "",
              f"- location: `<lake>/{table.path.replace('{dataset}', '<dataset>')}`",
              f"- written by: `{table.written_by}`, {table.write_mode}"
-             + (" with delta-rs (`cdp.small_tables`), never by a Spark job" if table.small else ""),
+             + ("; each write one delta-rs commit from the job's own process (`cdp.small_tables`), never a Spark job"
+                if table.small else ""),
              f"- key: {', '.join(f'`{k}`' for k in table.keys)}"]
     if table.partition_by:
         lines.append(f"- partitioned by: {', '.join(f'`{p}`' for p in table.partition_by)}")

@@ -349,6 +349,7 @@ EXPORT_LEDGER = TableSpec(
                "SHA-256 kept); UPDATE of status when a file is delivered",
     keys=["destination", "run_date", "file_name"],
     partition_by=["destination"],
+    small=True,
     schema=T.StructType([
         T.StructField("destination", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),
@@ -378,9 +379,10 @@ DESTINATION_METRICS = TableSpec(
                  "incremental export), activated, excluded by reason and failed; files, rows and bytes delivered. "
                  "received = activated + excluded + failed."),
     written_by="export",
-    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
+    write_mode="overwrite of the (destination, run_date) slice",
     keys=["destination", "run_date"],
     partition_by=["destination"],
+    small=True,
     schema=T.StructType([
         T.StructField("destination", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),
@@ -479,7 +481,7 @@ RUN_METRICS = TableSpec(
     path="run_metrics",
     description="Counts each step reports for a run date (records read, profiles, audience sizes, ...).",
     written_by="every step",
-    write_mode="overwrite of the (run_date, step, scope) slice (replaceWhere)",
+    write_mode="overwrite of the (run_date, step, scope) slice",
     keys=["run_date", "step", "scope", "metric"],
     partition_by=["step", "scope"],
     small=True,
@@ -497,7 +499,7 @@ QUALITY_RESULTS = TableSpec(
     path="quality_results",
     description="Outcome of every Great Expectations expectation run between the steps.",
     written_by="check_<stage>",
-    write_mode="overwrite of the (run_date, stage) slice (replaceWhere)",
+    write_mode="overwrite of the (run_date, stage) slice",
     keys=["run_date", "stage", "suite", "expectation", "kwargs"],
     partition_by=["stage"],
     small=True,
@@ -519,7 +521,7 @@ STEP_RUNS = TableSpec(
                  "step's first write, 'committed' after its last. A step refuses to start unless the steps it reads "
                  "from are committed for the run date, so a day half-written by a killed task is never read."),
     written_by="every Spark step (cdp.job)",
-    write_mode="overwrite of the (run_date, step, scope) slice (replaceWhere)",
+    write_mode="overwrite of the (run_date, step, scope) slice",
     keys=["run_date", "step", "scope"],
     partition_by=["step"],
     small=True,
@@ -553,9 +555,10 @@ EXPORT_PREVIEWS = TableSpec(
                  "(streaming destinations, one JSON payload a line) are kept under previews/<run_date>/<destination>/ "
                  "in the lake, the only place the preview's profile values are written."),
     written_by="export --dry-run",
-    write_mode="overwrite of the (destination, run_date) slice (replaceWhere)",
+    write_mode="overwrite of the (destination, run_date) slice",
     keys=["destination", "run_date"],
     partition_by=["destination"],
+    small=True,
     schema=T.StructType([
         T.StructField("destination", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),

@@ -129,9 +129,13 @@ def _open(path: str) -> Any:  # deltalake.DeltaTable, or None when there is no t
     return DeltaTable(uri, storage_options=options)
 
 
-def replace_rows(path: str, spec: TableSpec, rows: Sequence[Sequence[Any]], where: Mapping[str, object]) -> None:
+def replace_rows(path: str, spec: TableSpec, rows: Sequence[Sequence[Any]], where: Mapping[str, object],
+                 add_new_columns: bool = False) -> None:
     """Replace the rows of the slice ``where`` (column -> value) of the table at ``path`` with ``rows`` (tuples in
-    the order of ``spec.schema``), in one commit; the table is created (partitioned as declared) if absent."""
+    the order of ``spec.schema``), in one commit; the table is created (partitioned as declared) if absent.
+
+    ``add_new_columns``: a table written before a column was added to its declared schema gains it (additive
+    evolution; its older rows read null there)."""
     from deltalake import write_deltalake
 
     assert spec.schema is not None, f"{spec.name} has no declared schema"
@@ -140,10 +144,15 @@ def replace_rows(path: str, spec: TableSpec, rows: Sequence[Sequence[Any]], wher
     table = pa.Table.from_arrays([pa.array(list(values), type=f.type)
                                   for values, f in zip(columns, schema, strict=True)], schema=schema)
     uri, options = table_uri(path), storage_options(path)
+    # Evolve only a table that lacks a declared column: delta-rs's schema merge rewrites the table's schema (and
+    # moves its partition columns last), which a table already in shape does not need.
+    existing = _open(path) if add_new_columns else None
+    evolve = existing is not None and not set(schema.names) <= set(existing.schema().to_arrow().names)
 
     def write() -> None:
         write_deltalake(uri, table, mode="overwrite", predicate=predicate(where),
-                        partition_by=spec.partition_by or None, storage_options=options)
+                        partition_by=spec.partition_by or None, storage_options=options,
+                        schema_mode="merge" if evolve else None)
 
     try:
         _retry_conflicts(write)
@@ -160,6 +169,15 @@ def read_rows(path: str, where: Mapping[str, object] | None = None) -> list[dict
     filters = [(column, "=", value) for column, value in (where or {}).items()]
     rows: list[dict[str, Any]] = table.to_pyarrow_table(filters=filters or None).to_pylist()
     return rows
+
+
+def update_rows(path: str, where: Mapping[str, object], values: Mapping[str, object]) -> int:
+    """Set ``values`` (column -> value) on the rows of the slice ``where``; how many rows were updated."""
+    table = _open(path)
+    if table is None:
+        return 0
+    metrics = _retry_conflicts(lambda: table.update(new_values=dict(values), predicate=predicate(where)))
+    return int(metrics.get("num_updated_rows") or 0)
 
 
 def delete_rows(path: str, condition: str) -> int | None:

@@ -137,7 +137,7 @@ def select_units(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: File
         return transform_units(members, profiles, dest, mapping)
 
     today = units_of(ctx.run_date)
-    base = None if dest.export == "full" or full_resync else ledger.base_run_date(spark, ctx.lake, dest.name,
+    base = None if dest.export == "full" or full_resync else ledger.base_run_date(ctx.lake, dest.name,
                                                                                   ctx.run_date)
     if base is None:
         mode = "resync" if full_resync else "full"
@@ -191,7 +191,7 @@ def single_file(dest: FileDestination) -> bool:
 def manifest_run_id(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: Sequence[RenderedFile]) -> str:
     """The run id the manifest names: the one it was first delivered with when the data files did not change, so
     that a re-run sends the same manifest (it is skipped like the files); else this run's."""
-    before = ledger.entries(spark, ctx.lake, dest.name, ctx.run_date)
+    before = ledger.entries(ctx.lake, dest.name, ctx.run_date)
     manifest = next((e for e in before.values() if e.kind == "manifest" and e.status == ledger.DELIVERED), None)
     unchanged = all(f.name in before and before[f.name].sha256 == f.sha256 for f in files)
     return manifest.run_id if manifest is not None and manifest.run_id and unchanged else ctx.run_id
@@ -206,7 +206,7 @@ def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: 
     """
     transport = open_destination(dest, ctx)
     locations = {f.name: transport.location(f.name) for f in files}
-    before = ledger.plan(spark, ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
+    before = ledger.plan(ctx.lake, dest.name, ctx.run_date, ctx.run_id, mode, base, files, locations)
     done: list[RenderedFile] = []
     try:
         removed = transport.cleanup_temporary()
@@ -226,12 +226,12 @@ def deliver(spark: SparkSession, ctx: RunContext, dest: FileDestination, files: 
                 os.remove(sent)
             else:
                 remote = transport.put(f.local_path, f.name, sha256=f.sha256)
-            ledger.mark_delivered(spark, ctx.lake, dest.name, ctx.run_date, f.name, remote.location)
+            ledger.mark_delivered(ctx.lake, dest.name, ctx.run_date, f.name, remote.location)
             done.append(f)
         if isinstance(dest, LocalDestination) and dest.retention_days and isinstance(transport, LocalTransport):
             # Only files this destination delivered are ever removed from its landing zone.
             expired = transport.remove_older_than(dest.retention_days,
-                                                  ledger.delivered_names(spark, ctx.lake, dest.name))
+                                                  ledger.delivered_names(ctx.lake, dest.name))
             log.info("destination %s: removed %d file(s) older than %d days", dest.name, len(expired),
                      dest.retention_days)
     except DestinationError as exc:
@@ -284,7 +284,7 @@ def record_blocked(spark: SparkSession, ctx: RunContext, dest: FileDestination |
     members = read_run_date_slice(spark, ctx.lake, AUDIENCE_MEMBERSHIP, ctx.run_date, absent_as_empty=True).where(
         F.col("audience_id").isin(*dest.audiences) & F.col("status").isin("realized", "existing"))
     received = members.select("profile_id").distinct().count()
-    ledger.record_destination_metrics(spark, ctx.lake, (
+    ledger.record_destination_metrics(ctx.lake, (
         dest.name, ctx.run_date, ctx.run_id, dest.type_name, "blocked", None, received, 0, {"policy": received}, 0,
         0, 0, 0, "blocked", error), dest.name, ctx.run_date)
     log.error("destination %s blocked by the usage policies: %d member(s) excluded (policy), nothing sent",
@@ -352,7 +352,7 @@ def preview(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDesti
                               folder, encryptor)
     finally:
         units.unpersist()
-    before = ledger.entries(spark, ctx.lake, dest.name, ctx.run_date)
+    before = ledger.entries(ctx.lake, dest.name, ctx.run_date)
     listed = [PreviewFile(f.name, f.kind, f.audience_id, f.rows, f.bytes, f.sha256,
                           f.name in before and before[f.name].status == ledger.DELIVERED
                           and before[f.name].sha256 == f.sha256) for f in files]
@@ -361,7 +361,7 @@ def preview(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDesti
     result = Preview(dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, counts["received"],
                      counts["activated"], excluded, 0, listed, sum(f.rows for f in data), sum(f.bytes for f in data), 0,
                      sum(1 for f in listed if f.already_delivered), folder)
-    record_preview(spark, ctx.lake, result)
+    record_preview(ctx.lake, result)
     log.info("dry run of destination %s (%s, %s): %d received, %d activated, %s excluded, %d file(s), %d rows, "
              "%d bytes (%d already delivered); nothing delivered, preview in %s", dest.name, dest.type_name, mode,
              result.received, result.activated, excluded, len(data), result.rows, result.bytes,
@@ -409,7 +409,7 @@ def export(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: FileDestin
     metrics = {"received": counts["received"], "activated": counts["activated"] - failed, "failed": failed,
                "files": len(data_done), "rows": sum(f.rows for f in data_done),
                "bytes": sum(f.bytes for f in data_done), **{f"excluded.{k}": v for k, v in excluded.items()}}
-    ledger.record_destination_metrics(spark, ctx.lake, (
+    ledger.record_destination_metrics(ctx.lake, (
         dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, metrics["received"], metrics["activated"],
         excluded, failed, metrics["files"], metrics["rows"], metrics["bytes"], "failed" if missed else "delivered",
         error), dest.name, ctx.run_date)

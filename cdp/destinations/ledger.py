@@ -12,12 +12,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-
-from cdp.delta_io import read_table, replace_slice, retry_on_conflict, sql_string, table_exists, update_table
+from cdp import small_tables
 from cdp.destinations.render import RenderedFile
-from cdp.lake import DESTINATION_METRICS, EXPORT_LEDGER, Lake, date_literal
+from cdp.lake import DESTINATION_METRICS, EXPORT_LEDGER, Lake
 
 PLANNED = "planned"
 DELIVERED = "delivered"
@@ -32,35 +29,27 @@ class LedgerEntry:
     kind: str = "data"
 
 
-def _slice(destination: str, run_date: dt.date) -> str:
-    return f"destination = '{destination}' AND run_date = {date_literal(run_date)}"
-
-
-def entries(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date) -> dict[str, LedgerEntry]:
+def entries(lake: Lake, destination: str, run_date: dt.date) -> dict[str, LedgerEntry]:
     """The ledger rows of one destination and run date, by file name."""
-    rows = read_table(spark, lake.path(EXPORT_LEDGER), EXPORT_LEDGER.schema).where(
-        (F.col("destination") == destination) & (F.col("run_date") == F.lit(run_date))).collect()
+    rows = small_tables.read_rows(lake.path(EXPORT_LEDGER), {"destination": destination, "run_date": run_date})
     return {r["file_name"]: LedgerEntry(r["file_name"], r["sha256"], r["status"], r["run_id"], r["kind"])
             for r in rows}
 
 
-def base_run_date(spark: SparkSession, lake: Lake, destination: str, before: dt.date) -> dt.date | None:
+def base_run_date(lake: Lake, destination: str, before: dt.date) -> dt.date | None:
     """The latest run date before ``before`` whose data files were all delivered (None: there is none)."""
-    path = lake.path(EXPORT_LEDGER)
-    if not table_exists(spark, path):
-        return None
-    runs = (read_table(spark, path).where((F.col("destination") == destination) & (F.col("run_date") < F.lit(before))
-                                          & (F.col("kind") == "data"))
-            .groupBy("run_date").agg(F.min(F.when(F.col("status") == DELIVERED, 1).otherwise(0)).alias("all"))
-            .where(F.col("all") == 1).agg(F.max("run_date").alias("d")).first())
-    return None if runs is None else runs["d"]
+    complete: dict[dt.date, bool] = {}
+    for row in small_tables.read_rows(lake.path(EXPORT_LEDGER), {"destination": destination}):
+        if row["kind"] == "data" and row["run_date"] < before:
+            complete[row["run_date"]] = complete.get(row["run_date"], True) and row["status"] == DELIVERED
+    return max((day for day, done in complete.items() if done), default=None)
 
 
-def plan(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date, run_id: str, mode: str,
-         base: dt.date | None, files: Sequence[RenderedFile], locations: dict[str, str]) -> dict[str, LedgerEntry]:
+def plan(lake: Lake, destination: str, run_date: dt.date, run_id: str, mode: str, base: dt.date | None,
+         files: Sequence[RenderedFile], locations: dict[str, str]) -> dict[str, LedgerEntry]:
     """Record the run's files as planned (keeping delivered the ones already delivered with the same bytes);
     return the ledger entries as they were before, by name."""
-    before = entries(spark, lake, destination, run_date)
+    before = entries(lake, destination, run_date)
     now = dt.datetime.now(dt.UTC)
     rows = []
     for f in files:
@@ -69,36 +58,28 @@ def plan(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date, r
         rows.append((destination, run_date, f.name, f.kind, f.audience_id, f.rows, f.bytes, f.sha256,
                      locations[f.name], mode, base, DELIVERED if delivered else PLANNED, run_id, now,
                      now if delivered else None))
-    assert EXPORT_LEDGER.schema is not None
-    replace_slice(spark.createDataFrame(rows, EXPORT_LEDGER.schema), lake.path(EXPORT_LEDGER),
-                  _slice(destination, run_date), EXPORT_LEDGER.partition_by)
+    small_tables.replace_rows(lake.path(EXPORT_LEDGER), EXPORT_LEDGER, rows,
+                              {"destination": destination, "run_date": run_date})
     return before
 
 
-@retry_on_conflict
-def mark_delivered(spark: SparkSession, lake: Lake, destination: str, run_date: dt.date, name: str,
-                   location: str) -> None:
+def mark_delivered(lake: Lake, destination: str, run_date: dt.date, name: str, location: str) -> None:
     """The target confirmed ``name``: mark it delivered."""
-    condition = f"{_slice(destination, run_date)} AND file_name = '{name.replace(chr(39), chr(39) * 2)}'"
-    update_table(spark, lake.path(EXPORT_LEDGER), condition, {
-        "status": sql_string(DELIVERED), "delivered_at": "current_timestamp()", "location": sql_string(location)})
+    small_tables.update_rows(lake.path(EXPORT_LEDGER),
+                             {"destination": destination, "run_date": run_date, "file_name": name},
+                             {"status": DELIVERED, "delivered_at": dt.datetime.now(dt.UTC), "location": location})
 
 
-def delivered_names(spark: SparkSession, lake: Lake, destination: str) -> set[str]:
+def delivered_names(lake: Lake, destination: str) -> set[str]:
     """Every file name this destination was ever delivered (what its landing-zone retention may remove)."""
-    path = lake.path(EXPORT_LEDGER)
-    if not table_exists(spark, path):
-        return set()
-    rows = (read_table(spark, path).where((F.col("destination") == destination) & (F.col("status") == DELIVERED))
-            .select("file_name").distinct().collect())
-    return {r["file_name"] for r in rows}
+    return {r["file_name"] for r in small_tables.read_rows(lake.path(EXPORT_LEDGER), {"destination": destination})
+            if r["status"] == DELIVERED}
 
 
-def record_destination_metrics(spark: SparkSession, lake: Lake, row: tuple[object, ...], destination: str,
-                               run_date: dt.date) -> None:
+def record_destination_metrics(lake: Lake, row: tuple[object, ...], destination: str, run_date: dt.date) -> None:
     """Replace the destination's metrics row of the run date (DESTINATION_METRICS columns; trailing columns
     added later, such as the streaming latencies, may be left out and are written null)."""
     assert DESTINATION_METRICS.schema is not None
     padded = tuple(row) + (None,) * (len(DESTINATION_METRICS.schema.fields) - len(row))
-    replace_slice(spark.createDataFrame([padded], DESTINATION_METRICS.schema), lake.path(DESTINATION_METRICS),
-                  _slice(destination, run_date), DESTINATION_METRICS.partition_by, add_new_columns=True)
+    small_tables.replace_rows(lake.path(DESTINATION_METRICS), DESTINATION_METRICS, [padded],
+                              {"destination": destination, "run_date": run_date}, add_new_columns=True)

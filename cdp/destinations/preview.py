@@ -15,10 +15,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import SparkSession
-
-from cdp.delta_io import replace_slice
-from cdp.lake import EXPORT_PREVIEWS, Lake, date_literal
+from cdp import small_tables
+from cdp.lake import EXPORT_PREVIEWS, Lake
 
 PREVIEWS_FOLDER = "previews"
 # The step name a dry run's export records in step_runs and run_metrics: never "export", so that a dry run
@@ -82,7 +80,7 @@ def fresh_preview_folder(lake_root: str, run_date: dt.date, destination: str) ->
     return folder
 
 
-def record_preview(spark: SparkSession, lake: Lake, preview: Preview) -> None:
+def record_preview(lake: Lake, preview: Preview) -> None:
     """Replace the destination's ``export_previews`` row of the run date."""
     assert EXPORT_PREVIEWS.schema is not None
     data = [f for f in preview.files if f.kind == "data"]
@@ -91,6 +89,5 @@ def record_preview(spark: SparkSession, lake: Lake, preview: Preview) -> None:
            preview.bytes, preview.messages, preview.already_delivered,
            [(f.file_name, f.kind, f.audience_id, f.rows, f.bytes, f.sha256, f.already_delivered)
             for f in preview.files], preview.location, dt.datetime.now(dt.UTC))
-    replace_slice(spark.createDataFrame([row], EXPORT_PREVIEWS.schema), lake.path(EXPORT_PREVIEWS),
-                  f"destination = '{preview.destination}' AND run_date = {date_literal(preview.run_date)}",
-                  EXPORT_PREVIEWS.partition_by)
+    small_tables.replace_rows(lake.path(EXPORT_PREVIEWS), EXPORT_PREVIEWS, [row],
+                              {"destination": preview.destination, "run_date": preview.run_date})

@@ -152,7 +152,7 @@ def test_a_failed_quality_gate_fails_at_once(
         spark_connect_server: ServerState) -> None:
     lake = connect_environment(monkeypatch, tmp_path, repo_root, spark_connect_server.port)
     # A destination whose counts do not reconcile: 5 received, 3 activated, nothing excluded or failed.
-    record_destination_metrics(spark, Lake(str(lake)), (
+    record_destination_metrics(Lake(str(lake)), (
         "marketing_landing", dt.date(2026, 11, 27), "manual__1", "local", "full", None, 5, 3, {}, 0, 0, 0, 0,
         "delivered", None), "marketing_landing", dt.date(2026, 11, 27))
     operator = CdpSparkJobOperator(task_id="check_exports", job="check_quality", extra_args=["--stage", "exports"],

@@ -299,7 +299,7 @@ def preview(spark: SparkSession, ws: Workspace, ctx: RunContext, dest: Streaming
     result = Preview(dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, int(row["received"]),
                      done_count + send, excluded, int(row["given_up"] or 0), [], done_count + send,
                      int(row["done_bytes"] or 0) + int(row["send_bytes"] or 0), send, done_count, folder)
-    record_preview(spark, ctx.lake, result)
+    record_preview(ctx.lake, result)
     log.info("dry run of destination %s (%s, %s): %d received, %d activated, %s excluded, %d given up; %d "
              "message(s) would be sent (%d already acknowledged), %d bytes; nothing sent, preview in %s",
              dest.name, dest.type_name, mode, result.received, result.activated, excluded, result.failed, send,
@@ -368,7 +368,7 @@ def _deliver(spark: SparkSession, ctx: RunContext, dest: StreamingDestination, c
     if unreachable:
         error = (f"{unreachable} message(s) not acknowledged after {dest.retry.attempts} attempt(s) "
                  f"({', '.join(f'{k}: {v}' for k, v in sorted(failed_by.items()))})")
-    file_ledger.record_destination_metrics(spark, lake, (
+    file_ledger.record_destination_metrics(lake, (
         dest.name, ctx.run_date, ctx.run_id, dest.type_name, mode, base, metrics["received"], metrics["activated"],
         excluded, metrics["failed"], 0, metrics["activated"], metrics["bytes"], status, error, failed_by,
         metrics.pop("latency_p50_ms", None), metrics.pop("latency_p95_ms", None)), dest.name, ctx.run_date)
