@@ -218,9 +218,10 @@ IDENTITY_RUNS = TableSpec(
                  "the batches after previous_run_date; only the components touched by their identities and links "
                  "or by an expired link are recomputed, the others copied), and why."),
     written_by="resolve_identities",
-    write_mode="overwrite of the run_date partition (replaceWhere)",
+    write_mode="overwrite of the run_date partition",
     keys=["run_date"],
     partition_by=["run_date"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("mode", T.StringType(), False),
@@ -325,9 +326,10 @@ AUDIENCE_CATALOG = TableSpec(
     description=("Per run date, every audience evaluated: its name, whether it is streaming-eligible or batch "
                  "only by the product's rules, and why (so no audience silently falls back to batch)."),
     written_by="evaluate_audiences",
-    write_mode="overwrite of the run_date partition (replaceWhere)",
+    write_mode="overwrite of the run_date partition",
     keys=["run_date", "audience_id"],
     partition_by=["run_date"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("audience_id", T.StringType(), False),
@@ -598,9 +600,10 @@ AUDIENCE_SIZES = TableSpec(
     description=("Per run date and audience: its size (realized + existing), the profiles that entered (realized) "
                  "and those that left on this run date (exited); name and evaluation are in audience_catalog."),
     written_by="evaluate_audiences",
-    write_mode="overwrite of the run_date partition (replaceWhere)",
+    write_mode="overwrite of the run_date partition",
     keys=["run_date", "audience_id"],
     partition_by=["run_date"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("audience_id", T.StringType(), False),
@@ -619,9 +622,10 @@ IDENTITY_SUMMARY = TableSpec(
     description=("Per run date, the identity graph at a glance: profiles, identities, links, how many identities "
                  "the profiles have (distribution) and what collapse protection dropped."),
     written_by="resolve_identities",
-    write_mode="overwrite of the run_date partition (replaceWhere)",
+    write_mode="overwrite of the run_date partition",
     keys=["run_date"],
     partition_by=["run_date"],
+    small=True,
     schema=T.StructType([
         T.StructField("run_date", T.DateType(), False),
         T.StructField("profiles", T.LongType(), False),
@@ -646,9 +650,10 @@ QUARANTINE_SUMMARY = TableSpec(
                  "quarantined for it and up to three of them, masked (e-mails as a***@e***.com, phone numbers and "
                  "other long digit runs down to their last two digits)."),
     written_by="validate",
-    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere)",
+    write_mode="overwrite of the (dataset, batch_date) slice",
     keys=["dataset", "batch_date", "code", "field"],
     partition_by=["dataset"],
+    small=True,
     schema=T.StructType([
         T.StructField("dataset", T.StringType(), False),
         T.StructField("batch_date", T.DateType(), False),

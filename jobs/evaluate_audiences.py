@@ -56,6 +56,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import small_tables
 from cdp.audiences import (
     AUDIENCE_ID,
     PROFILE_ID,
@@ -232,11 +233,10 @@ def conform(df: DataFrame) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType) for f in AUDIENCE_MEMBERSHIP.schema.fields])
 
 
-def transform_catalog(spark: SparkSession, audiences: Mapping[str, AudienceSpec], run_date: dt.date) -> DataFrame:
+def catalog_rows(audiences: Mapping[str, AudienceSpec], run_date: dt.date) -> list[tuple[object, ...]]:
     """The AUDIENCE_CATALOG rows of the run date: each audience's streaming eligibility and its reason."""
-    rows = [(run_date, audience_id, audiences[audience_id].name, e.evaluation, e.reason)
+    return [(run_date, audience_id, audiences[audience_id].name, e.evaluation, e.reason)
             for audience_id, e in classify_all(audiences).items()]
-    return spark.createDataFrame(rows, AUDIENCE_CATALOG.schema)
 
 
 def ensure_membership_table(spark: SparkSession, path: str) -> None:
@@ -366,11 +366,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
     version = None if commit is None else int(commit["version"])
     log.info("audience_membership: run date %s committed as version %s", day, version)
     write_output(MEMBERSHIP_OUTPUT, {"run_date": day.isoformat(), "membership_version": version})
-    catalog = transform_catalog(spark, ws.audiences, day)
-    for row in catalog.collect():
-        log.info("audience %s: %s (%s)", row[AUDIENCE_ID], row["evaluation"], row["reason"])
-    replace_slice(catalog, lake.path(AUDIENCE_CATALOG), f"run_date = {date_literal(day)}",
-                  AUDIENCE_CATALOG.partition_by)
+    catalog = catalog_rows(ws.audiences, day)
+    for _day, audience_id, _name, evaluation, reason in catalog:
+        log.info("audience %s: %s (%s)", audience_id, evaluation, reason)
+    small_tables.replace_rows(lake.path(AUDIENCE_CATALOG), AUDIENCE_CATALOG, catalog, {"run_date": day})
 
     # Counted from the slice just written: cheaper than evaluating the rules a second time.
     written = read_table(spark, membership_path).where(F.col("run_date") == F.lit(day))
@@ -380,8 +379,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext) -> dict[str, int]:
         (F.col("status") == EXITED) & (F.col("status_since") == F.lit(day))).groupBy("exit_reason").count().collect()}
     exited_today = {r[AUDIENCE_ID]: int(r["count"]) for r in written.where(
         (F.col("status") == EXITED) & (F.col("status_since") == F.lit(day))).groupBy(AUDIENCE_ID).count().collect()}
-    replace_slice(audience_sizes(spark, day, [a.id for a in audiences], counts, exited_today),
-                  lake.path(AUDIENCE_SIZES), f"run_date = {date_literal(day)}", AUDIENCE_SIZES.partition_by)
+    small_tables.replace_rows(lake.path(AUDIENCE_SIZES), AUDIENCE_SIZES,
+                              audience_sizes(day, [a.id for a in audiences], counts, exited_today), {"run_date": day})
     metrics: dict[str, int] = {"audiences": len(audiences)}
     metrics.update({f"exits.{reason}": exits.get(reason, 0) for reason in EXIT_REASONS})
     excluded = excluded_counts(profiles, ws.config.guardrails)

@@ -40,6 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
+from cdp import small_tables
 from cdp.delta_io import (
     create_table_if_absent,
     latest_partition_before,
@@ -641,10 +642,10 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, mode: str = "auto")
                                     "first_seen", "last_seen", "last_seen_ts")
         write_slice(spark, nodes, ctx.lake, IDENTITY_NODES, ctx.run_date)
         # Written last: the next run continues from this day only when its identity_runs row exists.
-        how = spark.createDataFrame([(ctx.run_date, "incremental" if start else "full", reason, previous_date,
-                                      fingerprint, identity_count, link_count, recomputed, touched)],
-                                    IDENTITY_RUNS.schema)
-        write_slice(spark, how, ctx.lake, IDENTITY_RUNS, ctx.run_date)
+        how = (ctx.run_date, "incremental" if start else "full", reason, previous_date, fingerprint, identity_count,
+               link_count, recomputed, touched)
+        small_tables.replace_rows(ctx.lake.path(IDENTITY_RUNS), IDENTITY_RUNS, [how], {"run_date": ctx.run_date},
+                                  add_new_columns=True)
     finally:
         for name in ("replayed", "members", "region", "touched", "links", "expired", "nodes", "observed",
                      "occurrences", "normalized", "records"):
@@ -672,8 +673,9 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, mode: str = "auto")
         "profile_merges": changed.get("merge", 0),
         "profile_splits": changed.get("split", 0),
     })
-    write_slice(spark, identity_summary(spark, ctx.run_date, sizes, identity_count, link_count, metrics), ctx.lake,
-                IDENTITY_SUMMARY, ctx.run_date)
+    small_tables.replace_rows(ctx.lake.path(IDENTITY_SUMMARY), IDENTITY_SUMMARY,
+                              [identity_summary(ctx.run_date, sizes, identity_count, link_count, metrics)],
+                              {"run_date": ctx.run_date})
     return metrics
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from cdp import small_tables
 from cdp.datasets import stored_event_ids
 from cdp.delta_io import replace_slice
 from cdp.errors import BatchRejectedError, CdpError
@@ -106,8 +107,8 @@ def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str,
         slice_predicate = f"dataset = '{dataset}' AND batch_date = {date_literal(run_date)}"
         replace_slice(quarantine, lake.path(QUARANTINE), slice_predicate, QUARANTINE.partition_by)
         # The dashboard's view of it: counts per reason and a few masked samples (cdp.monitoring).
-        replace_slice(quarantine_summary(spark, quarantine),
-                      lake.path(QUARANTINE_SUMMARY), slice_predicate, QUARANTINE_SUMMARY.partition_by)
+        small_tables.replace_rows(lake.path(QUARANTINE_SUMMARY), QUARANTINE_SUMMARY, quarantine_summary(quarantine),
+                                  {"dataset": dataset, "batch_date": run_date})
 
         ledger = ledger_rows(files, counts, unreadable, dataset, run_date, ctx.run_id, rejected, hashes)
         # add_new_columns: a ledger written before the sha256 column existed gains it.

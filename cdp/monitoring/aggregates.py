@@ -1,8 +1,8 @@
 """The small per-run aggregates of the Activation dashboard, computed by the jobs from what they just wrote.
 
-Each function takes the run's (already computed) frames and returns a small Spark DataFrame in the schema
-declared in :mod:`cdp.lake` (``AUDIENCE_SIZES``, ``IDENTITY_SUMMARY``, ``QUARANTINE_SUMMARY``); the jobs write
-it with their other slices. Nothing here reads or writes tables.
+Each function takes the run's (already computed) frames or counts and returns the few rows (tuples in the order of
+the schema declared in :mod:`cdp.lake`: ``AUDIENCE_SIZES``, ``IDENTITY_SUMMARY``, ``QUARANTINE_SUMMARY``) that the
+jobs write with delta-rs (:mod:`cdp.small_tables`). Nothing here reads or writes tables.
 """
 
 from __future__ import annotations
@@ -10,30 +10,31 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp.lake import AUDIENCE_SIZES, IDENTITY_SUMMARY, QUARANTINE_SUMMARY
 from cdp.monitoring.masking import mask_raw
+
+Row = tuple[object, ...]
 
 SAMPLES_PER_REASON = 3
 
 
-def audience_sizes(spark: SparkSession, run_date: dt.date, audience_ids: Iterable[str],
-                   counts: Mapping[tuple[str, str], int], exited_today: Mapping[str, int]) -> DataFrame:
+def audience_sizes(run_date: dt.date, audience_ids: Iterable[str], counts: Mapping[tuple[str, str], int],
+                   exited_today: Mapping[str, int]) -> list[Row]:
     """One row per audience: ``counts`` is (audience id, status) -> memberships of the run date's slice,
     ``exited_today`` audience id -> memberships that became exited on the run date."""
-    rows = []
+    rows: list[Row] = []
     for audience_id in audience_ids:
         realized = int(counts.get((audience_id, "realized"), 0))
         existing = int(counts.get((audience_id, "existing"), 0))
         rows.append((run_date, audience_id, realized + existing, realized, existing,
                      int(exited_today.get(audience_id, 0))))
-    return spark.createDataFrame(rows, AUDIENCE_SIZES.schema)
+    return rows
 
 
-def identity_summary(spark: SparkSession, run_date: dt.date, sizes: DataFrame, identities: int, links: int,
-                     metrics: Mapping[str, int]) -> DataFrame:
+def identity_summary(run_date: dt.date, sizes: DataFrame, identities: int, links: int,
+                     metrics: Mapping[str, int]) -> Row:
     """The run date's row: ``sizes`` has one row per profile with ``count`` (its identities); the drop and
     merge counts come from the job's metrics (``links_dropped``, ``identities_dropped``, ...)."""
     distribution = {int(r["count"]): int(r["profiles"])
@@ -41,10 +42,10 @@ def identity_summary(spark: SparkSession, run_date: dt.date, sizes: DataFrame, i
     row = (run_date, sum(distribution.values()), identities, links, distribution,
            *(int(metrics.get(k, 0)) for k in ("links_dropped", "identities_dropped", "links_expired",
                                                "profile_merges", "profile_splits")))
-    return spark.createDataFrame([row], IDENTITY_SUMMARY.schema)
+    return row
 
 
-def quarantine_summary(spark: SparkSession, quarantine: DataFrame) -> DataFrame:
+def quarantine_summary(quarantine: DataFrame) -> list[Row]:
     """Per (dataset, batch_date, code, field) of a quarantine slice: the records and up to
     :data:`SAMPLES_PER_REASON` masked raw records (those of the lowest source file and row number).
 
@@ -63,6 +64,5 @@ def quarantine_summary(spark: SparkSession, quarantine: DataFrame) -> DataFrame:
     samples: dict[tuple[object, ...], list[tuple[int, str]]] = {}
     for r in sampled:
         samples.setdefault(tuple(r[k] for k in keys), []).append((int(r["n"]), mask_raw(r["raw"] or "")))
-    rows = [(*key, count, [text for _, text in sorted(samples.get(key, []))])
+    return [(*key, count, [text for _, text in sorted(samples.get(key, []))])
             for key, count in sorted(counted.items(), key=lambda kv: tuple(str(v) for v in kv[0]))]
-    return spark.createDataFrame(rows, QUARANTINE_SUMMARY.schema)

@@ -54,7 +54,7 @@ def test_quarantine_summary_counts_per_reason_with_masked_samples(spark: SparkSe
             ("crm", D1, "crm.csv", 9, "C011,c@d.io,,", [reason("invalid_identity", "email")]),
             ("crm", D1, "old.csv", None, "old.csv", [reason("duplicate_file", None)])]
     quarantine = spark.createDataFrame(rows, QUARANTINE.schema)
-    got = [tuple(r) for r in quarantine_summary(spark, quarantine).collect()]
+    got = quarantine_summary(quarantine)
     assert got == [
         ("crm", D1, "duplicate_file", "", 1, ["old.csv"]),
         ("crm", D1, "invalid_identity", "email", 4, ["C009,b***@e***.com,***78,", "C004,not-an-email,,Dan",
@@ -85,7 +85,7 @@ def filled(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lak
                   for s, n in (("realized", realized), ("existing", existing))}
         exited = {"fr": 1} if day == D3 else {}
         tables.setdefault(AUDIENCE_SIZES.name, []).extend(
-            tuple(r) for r in audience_sizes(spark, day, [c[0] for c in catalog], counts, exited).collect())
+            tuple(r) for r in audience_sizes(day, [c[0] for c in catalog], counts, exited))
         for name, received, activated, excluded, status in (
                 ("landing", 3, 2, {"consent": 1}, "delivered"), ("crm_api", 4, 0, {"policy": 4}, "blocked")):
             tables.setdefault(DESTINATION_METRICS.name, []).append((
@@ -176,7 +176,7 @@ def test_a_new_commit_is_seen_and_an_unchanged_table_is_served_from_the_cache(sp
 
 def test_identity_summary_distribution(spark: SparkSession) -> None:
     sizes = spark.createDataFrame([("p1", 1), ("p2", 3), ("p3", 3)], "profile_id string, count long")
-    row = identity_summary(spark, D1, sizes, 7, 4, {"links_dropped": 1, "profile_merges": 2}).collect()
+    row = [identity_summary(D1, sizes, 7, 4, {"links_dropped": 1, "profile_merges": 2})]
     assert [tuple(r) for r in row] == [(D1, 3, 7, 4, {1: 1, 3: 2}, 1, 0, 0, 2, 0)]
 
 
