@@ -189,3 +189,20 @@ def publish(target: DocsTarget, validations: Sequence[ExpectationSuiteValidation
              len(expired), oldest, time.monotonic() - started)
     return folder / INDEX_PAGE
 
+
+def site_file(folder: Path | None, path: str) -> Path | None:
+    """The file of the site ``folder`` that the URL path ``path`` names (``/``-separated, relative; empty: the index
+    page), or None when there is none to serve: a segment that is empty or starts with a dot (``..``, ``.store``,
+    ``.lock``), a backslash, or a file that resolves outside the folder (through a symlink) or is no regular file.
+    """
+    if folder is None:
+        return None
+    parts = path.split("/") if path else [INDEX_PAGE]
+    if any(not p or p.startswith(".") or "\\" in p or "\x00" in p for p in parts):
+        return None
+    try:
+        root = folder.resolve(strict=True)
+        file = root.joinpath(*parts).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
+        return None
+    return file if file.is_relative_to(root) and file.is_file() else None

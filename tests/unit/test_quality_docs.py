@@ -1,5 +1,6 @@
 """GX Data Docs of the quality gates: the site a gate run writes under the lake (its index lists the suites, a failed
-expectation's page shows hashed samples and never an e-mail) and its retention."""
+expectation's page shows hashed samples and never an e-mail), its retention, and how the Activation view links to
+it and serves it (read-only, nothing outside the folder, behind the view's authentication)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from cdp.quality import Suite, validate_suites
-from cdp.quality_docs import DocsTarget, docs_folder, docs_target
+from cdp.quality_docs import DocsTarget, docs_folder, docs_target, site_file
 
 DAY = dt.date(2026, 11, 27)
 EMAILS = ["ann@example.com", "bob@example.org", "chloe.martin@example.net"]
@@ -121,3 +122,63 @@ def test_a_lake_on_s3_gets_no_docs_and_says_why(caplog: pytest.LogCaptureFixture
         "system, and the Activation view serves them from a local lake only (the results are in quality_results)"]
     assert docs_folder("file:///data/lake") == Path("/data/lake/quality_docs")
 
+
+def test_site_file_serves_only_files_inside_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "lake" / "quality_docs"
+    (folder / "validations").mkdir(parents=True)
+    (folder / ".store").mkdir()
+    (folder / "index.html").write_text("index")
+    (folder / "validations" / "a.html").write_text("a")
+    (folder / ".store" / "r.json").write_text("{}")
+    (tmp_path / "secret.txt").write_text("secret")
+    (folder / "validations" / "out.html").symlink_to(tmp_path / "secret.txt")
+    (folder / "validations" / "in.html").symlink_to(folder / "index.html")
+    assert site_file(folder, "") == site_file(folder, "index.html") == (folder / "index.html").resolve()
+    assert site_file(folder, "validations/a.html") == (folder / "validations" / "a.html").resolve()
+    assert site_file(folder, "validations/in.html") == (folder / "index.html").resolve()
+    for refused in ("../secret.txt", "validations/../../secret.txt", "/etc/passwd", f"/{tmp_path}/secret.txt",
+                    "validations/out.html", ".store/r.json", "validations", "validations/", "missing.html",
+                    "validations\\a.html"):
+        assert site_file(folder, refused) is None, refused
+    assert site_file(None, "index.html") is None
+
+
+def test_the_view_links_to_the_docs_and_serves_them_read_only(lake: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdp_provider.dashboard.activation_app import VIEW_ACCESS, create_app
+    from fastapi.testclient import TestClient
+
+    (lake / "quality_docs" / "validations" / "outside.html").unlink(missing_ok=True)
+    (tmp_path / "secret.txt").write_text("secret")
+    (lake / "quality_docs" / "validations" / "outside.html").symlink_to(tmp_path / "secret.txt")
+    monkeypatch.setenv("CDP_LAKE", str(lake))
+    app = create_app()
+    anonymous = TestClient(app).get("/quality-docs/index.html")
+    assert (anonymous.status_code, anonymous.json()) == (401, {"detail": "Not authenticated"})
+    app.dependency_overrides[VIEW_ACCESS] = lambda: None  # a user the auth manager lets see the website
+    client = TestClient(app)
+
+    view = client.get("/").text
+    assert ('Quality <span class="muted">0 expectation result(s), <span data-figure="quality.failed" class="ok">0'
+            '</span> failed</span> <a id="quality-docs" href="quality-docs/" target="_blank" rel="noopener">Great '
+            'Expectations Data Docs</a></h2>') in view
+    index = client.get("/quality-docs/")
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert "connect-src" not in index.headers["content-security-policy"]  # falls back to default-src 'none'
+    assert index.headers["content-security-policy"].startswith("default-src 'none';")
+    assert "'_expectation_suite_name_sort': 'identity_emails'" in index.text
+    link = re.search(r"'_table_row_link_path': '(validations/identity_emails/[^']+)'", index.text)
+    assert link is not None
+    shown = client.get(f"/quality-docs/{link.group(1)}")
+    assert shown.status_code == 200 and f"sha256_12:{sha12(EMAILS[1])}" in shown.text
+    assert client.get("/quality-docs/static/styles/data_docs_default_styles.css").headers[
+        "content-type"].startswith("text/css")
+
+    stored = next((lake / "quality_docs" / ".store" / "validations").rglob("*.json")).relative_to(lake / "quality_docs")
+    for refused in ("/quality-docs/%2e%2e/%2e%2e/etc/passwd", "/quality-docs/..%2f..%2fetc%2fpasswd",
+                    "/quality-docs//etc/passwd", "/quality-docs/%2Fetc%2Fpasswd",
+                    f"/quality-docs/{stored.as_posix()}", "/quality-docs/.lock",
+                    "/quality-docs/validations/outside.html", "/quality-docs/missing.html"):
+        answer = client.get(refused)
+        assert (answer.status_code, answer.json()) == (404, {"detail": "Not Found"}), refused
+    (lake / "quality_docs" / "validations" / "outside.html").unlink()
