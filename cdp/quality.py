@@ -13,22 +13,34 @@ column the same way (``substring(sha2(cast(col as string), 256), 1, 12)`` in Spa
 checked columns hold only descriptions the platform built from counts, file names, statuses and
 audience ids declares ``samples="plain"`` and keeps its samples as they are (``unexpected_samples``).
 This is what the task log and ``quality_results.observed`` show.
+
+GX's Data Docs (:mod:`cdp.quality_docs`) follow the same rule: they are built from a copy of each result that
+:func:`redacted_result` made, in which a sample or non-numeric observed value of a hashed suite is shown as
+``sha256_12:<the same 12 hex characters>`` and everything else GX may keep beside the counts (``details``, the
+full ``unexpected_list``, index lists and queries) is left out.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pyspark.sql import DataFrame
 
 from cdp.errors import DataQualityError
+from cdp.quality_docs import DocsTarget, publish
+
+if TYPE_CHECKING:
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
 log = logging.getLogger(__name__)
+
+Samples = Literal["hashed", "plain"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class Suite:
     dataframe: DataFrame
     expectations: list[Any]  # great_expectations.expectations.Expectation instances
     # "hashed" unless every checked column holds only platform-built text (counts, file names, statuses).
-    samples: Literal["hashed", "plain"] = "hashed"
+    samples: Samples = "hashed"
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def observed_summary(result: dict[str, Any], samples: Literal["hashed", "plain"] = "hashed") -> str | None:
+def observed_summary(result: dict[str, Any], samples: Samples = "hashed") -> str | None:
     """What a GX result says about the data, as JSON, without a raw value unless ``samples="plain"``.
 
     Kept: ``unexpected_count``, ``unexpected_percent``, a numeric ``observed_value``; the samples
@@ -94,17 +106,73 @@ def observed_summary(result: dict[str, Any], samples: Literal["hashed", "plain"]
     return json.dumps(seen, default=str, sort_keys=True) if seen else None
 
 
-def validate_suites(suites: list[Suite]) -> list[ExpectationOutcome]:
-    """Run every suite; return the outcome of each expectation (in suite order)."""
+# What a result keeps in the Data Docs besides its samples and observed value: counts and shares. Anything else GX
+# adds to a result (``details``, and in its COMPLETE format ``unexpected_list``, index lists and queries) can hold
+# raw values and is left out.
+DOCS_COUNT_KEYS = ("element_count", "missing_count", "missing_percent", "unexpected_count", "unexpected_percent",
+                   "unexpected_percent_total", "unexpected_percent_nonmissing")
+HASHED_SAMPLE_PREFIX = "sha256_12:"
+
+
+def docs_sample(value: Any, samples: Samples = "hashed") -> Any:
+    """A sample as the Data Docs show it: ``sha256_12:<sample_hash>`` (null stays null) unless the suite is plain."""
+    if value is None or samples == "plain":
+        return value
+    return HASHED_SAMPLE_PREFIX + sample_hash(value)
+
+
+def redacted_result(result: dict[str, Any], samples: Samples = "hashed") -> dict[str, Any]:
+    """A GX expectation result (``ExpectationValidationResult.result``) fit for the Data Docs.
+
+    Counts and shares are kept; ``partial_unexpected_list``, ``partial_unexpected_counts`` values and a
+    non-numeric ``observed_value`` go through :func:`docs_sample`; every other key is left out.
+    """
+    kept = {k: result[k] for k in DOCS_COUNT_KEYS if k in result}
+    if "observed_value" in result:
+        observed = result["observed_value"]
+        kept["observed_value"] = observed if _is_number(observed) else docs_sample(observed, samples)
+    if "partial_unexpected_list" in result:
+        kept["partial_unexpected_list"] = [docs_sample(v, samples) for v in result["partial_unexpected_list"] or []]
+    if "partial_unexpected_counts" in result:
+        # GX counts a multi-column sample ({column: value}) as the tuple of its values: counted back as the sample
+        # it stands for, so that its hash is the one the summary and the sample list show.
+        rows = {tuple(v.values()): v for v in result.get("partial_unexpected_list") or [] if isinstance(v, dict)}
+        kept["partial_unexpected_counts"] = [
+            c if "value" not in c else {
+                "value": docs_sample(rows.get(tuple(c["value"]), c["value"])
+                                     if isinstance(c["value"], tuple | list) else c["value"], samples),
+                "count": c.get("count")}
+            for c in result["partial_unexpected_counts"] or []]
+    return kept
+
+
+def redacted_validation(validation: ExpectationSuiteValidationResult,
+                        samples: Samples = "hashed") -> ExpectationSuiteValidationResult:
+    """A copy of a suite's GX validation result whose every expectation result is :func:`redacted_result`."""
+    redacted = copy.deepcopy(validation)
+    for r in redacted.results:
+        r.result = redacted_result(r.result or {}, samples)
+    return redacted
+
+
+def validate_suites(suites: list[Suite], docs: DocsTarget | None = None) -> list[ExpectationOutcome]:
+    """Run every suite; return the outcome of each expectation (in suite order).
+
+    With ``docs``, the redacted results also go into the lake's GX Data Docs (:func:`cdp.quality_docs.publish`).
+    Docs that cannot be written are a WARNING, not a failed gate: the outcomes are what the gate decides on.
+    """
     # GX sends usage statistics unless told not to; the platform must not call out.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx  # imported here: heavy, and only check tasks need it
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_spark("lake")
+    run_id = RunIdentifier(run_name=docs.run_name, run_time=docs.run_time) if docs else None
     outcomes: list[ExpectationOutcome] = []
+    validations: list[ExpectationSuiteValidationResult] = []
     for suite in suites:
         asset = source.add_dataframe_asset(suite.name)
         batch = asset.add_batch_definition_whole_dataframe(f"{suite.name}_batch")
@@ -113,7 +181,9 @@ def validate_suites(suites: list[Suite]) -> list[ExpectationOutcome]:
             gx_suite.add_expectation(expectation)
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{suite.name}_validation", data=batch, suite=gx_suite))
-        result = definition.run(batch_parameters={"dataframe": suite.dataframe})
+        result = definition.run(batch_parameters={"dataframe": suite.dataframe}, run_id=run_id)
+        if docs:
+            validations.append(redacted_validation(result, suite.samples))
         for r in result.results:
             config = r.expectation_config
             assert config is not None
@@ -127,6 +197,14 @@ def validate_suites(suites: list[Suite]) -> list[ExpectationOutcome]:
             )
             (log.info if outcome.success else log.error)("%s", outcome.describe())
             outcomes.append(outcome)
+    if docs:
+        try:
+            publish(docs, validations)
+        except Exception as e:  # a by-product: any failure to write it must leave the gate's verdict alone
+            log.warning("GX Data Docs of stage '%s' (run date %s) not written to %s: %s: %s. The results are in "
+                        "quality_results and the task log; fix the folder (free space, permissions) and re-run "
+                        "the gate to write them.", docs.stage, docs.run_date, docs.folder, type(e).__name__, e,
+                        exc_info=True)
     return outcomes
 
 

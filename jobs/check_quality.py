@@ -31,9 +31,11 @@ Warnings for the alert channels (:mod:`cdp.monitoring.warnings`, handed to the A
 file): at stage ``ingest``, a dataset whose quarantined share is far over its usual one; at stage ``audiences``,
 an audience whose size jumped.
 
-Every outcome is written to ``quality_results``; any failure raises DataQualityError naming the
-failed expectations with counts and samples that are hashed (see :mod:`cdp.quality`) unless they are
-the gate's own descriptions; the Airflow task fails and the run stops before the next step.
+Every outcome is written to ``quality_results``, and GX's own Data Docs of the run's suites to the lake's
+``quality_docs/`` site (see :mod:`cdp.quality_docs`; a lake on S3 gets none); any failure raises
+DataQualityError naming the failed expectations with counts and samples that are hashed (see
+:mod:`cdp.quality`) unless they are the gate's own descriptions; the Airflow task fails and the run stops
+before the next step.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from cdp.monitoring.warnings import (
 )
 from cdp.monitoring.warnings import report as report_warnings
 from cdp.quality import ExpectationOutcome, Suite, raise_on_failure, validate_suites
+from cdp.quality_docs import docs_target
 from cdp.run_context import RunContext, job_parser
 from cdp.schemas import BATCH_DATE, SOURCE_FILE
 from cdp.workspace.loader import Workspace
@@ -480,7 +483,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, stage: Stage, dry_r
                                  warnings)
     else:
         suites = export_suites(spark, lake, ctx.run_date)
-    outcomes = validate_suites(suites)
+    outcomes = validate_suites(suites, docs_target(lake.root, ctx.run_date, recorded,
+                                                   ws.config.maintenance.quality_docs_days))
     rows = [(ctx.run_date, recorded, o.suite, o.expectation, o.kwargs, o.success, o.observed) for o in outcomes]
     small_tables.replace_rows(lake.path(QUALITY_RESULTS), QUALITY_RESULTS, rows,
                               {"run_date": ctx.run_date, "stage": recorded})

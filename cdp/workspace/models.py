@@ -358,6 +358,8 @@ class Maintenance(Strict):
     ``vacuum_retention_hours``: data files no Delta version younger than this needs are deleted; at least 168
     (7 days, Delta's own safety check: a reader or a writer of an older version may still need them).
     ``landing_days``: landed files (local landing zone) of run dates older than this are removed; null keeps them.
+    ``quality_docs_days``: the GX Data Docs of gate runs older than this are removed by the quality gates as they
+    write the site (see cdp.quality_docs).
     """
 
     vacuum_retention_hours: StrictInt = Field(default=168, ge=168, le=MAX_DAYS * 24)
@@ -366,6 +368,7 @@ class Maintenance(Strict):
     ledger_days: Days = 400
     landing_days: Days | None = 30
     exited_membership_days: Days = 30
+    quality_docs_days: Days = 30
 
 
 class WorkspaceFile(Strict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,35 @@ def test_identity_in_two_profiles_fails_with_hashed_samples(spark: SparkSession,
         ("identity_map", "expect_table_row_count_to_be_between", True),
     ]
     assert not any("a@x.com" in (r["observed"] or "") for r in results)
+
+
+def gx_index_rows(lake: str) -> list[tuple[str, str, str]]:
+    """(run name, suite, status) of each row of the lake's GX Data Docs index (GX embeds them as its table's data)."""
+    html = (Path(lake) / "quality_docs" / "index.html").read_text()
+    return sorted(re.findall(r"'run_name': '([^']+)'.*?'_expectation_suite_name_sort': '([^']+)'.*?"
+                             r"'_validation_success_text': '(\w+)'", html))
+
+
+def test_the_gate_writes_gx_data_docs_that_a_re_run_replaces(spark: SparkSession, lake: str, ws: Workspace) -> None:
+    write_identity_map(spark, lake, [("email", "a@x.com", "p1"), ("email", "a@x.com", "p2"), ("crm_id", "C1", "p1")])
+    with pytest.raises(DataQualityError):
+        check_quality.run(spark, ws, context(lake), "identities")
+    assert gx_index_rows(lake) == [("2026-11-27_identities", "identity_graphs", "Success"),
+                                   ("2026-11-27_identities", "identity_map", "Failed")]
+    (failed,) = (Path(lake) / "quality_docs").glob("validations/identity_map/2026-11-27_identities/*/*.html")
+    html = failed.read_text()
+    shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", " ", html, flags=re.S)))
+    sample = sha12(json.dumps({"namespace": "email", "value": "a@x.com"}))
+    assert ("Values for given compound columns must be unique together: namespace , value 2 unexpected values found. "
+            f"≈66.67% of 3 total rows. Unexpected Value Count sha256_12:{sample} 2") in shown
+    assert "a@x.com" not in html
+
+    # Fixed, and the gate run again for the same day: its pages are replaced, none added.
+    write_identity_map(spark, lake, [("email", "a@x.com", "p1"), ("crm_id", "C1", "p1")])
+    check_quality.run(spark, ws, context(lake), "identities")
+    assert gx_index_rows(lake) == [("2026-11-27_identities", "identity_graphs", "Success"),
+                                   ("2026-11-27_identities", "identity_map", "Success")]
+    assert len(list((Path(lake) / "quality_docs").glob("validations/*/*/*/*.html"))) == 2
 
 
 def test_empty_identity_map_fails(spark: SparkSession, lake: str, ws: Workspace) -> None:

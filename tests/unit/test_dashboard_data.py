@@ -208,6 +208,7 @@ def test_the_view_pages_filters_and_escapes(filled: Lake, monkeypatch: pytest.Mo
     assert '<td data-figure="identity.distribution.3">2</td>' in body
     assert '<td data-figure="ingestion.web.2026-11-29.rows_ingested">9</td>' in body
     assert 'href="/dags/cdp_daily/runs/scheduled__2026-11-29/tasks/export/mapped"' in body
+    assert "Data Docs" not in body  # no gate wrote the lake's GX Data Docs (tests/unit/test_quality_docs.py)
     searched = client.get("/", params={"q": "cart", "dest": "landing"}).text
     assert 'data-figure="audience.cart.size"' in searched and 'data-figure="audience.gold.size"' not in searched
     assert "destination.landing.2026-11-29.received" in searched and "destination.crm_api." not in searched

@@ -3,6 +3,8 @@
 ``GET /`` renders every section; query parameters page and filter them: ``q`` (audience id or name),
 ``evaluation`` (batch / streaming), ``page`` (audiences), ``dest`` (a destination), ``dpage`` (destination
 runs), ``dataset`` (ingestion). The lake is ``CDP_LAKE`` (see :mod:`cdp.settings`) as the API server sees it.
+``GET /quality-docs/{path}`` serves the files of the lake's Great Expectations Data Docs site
+(:mod:`cdp.quality_docs`), read-only: nothing outside the site's folder, nothing under a dot name.
 
 Airflow does not authenticate a plugin's FastAPI app (a mounted app inherits none of the API's dependencies),
 so the app asks for the caller itself: the JWT of Airflow's auth manager, from the ``Authorization: Bearer``
@@ -21,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
-from fastapi import Depends, FastAPI, Query
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse
 
 if TYPE_CHECKING:
     from cdp.monitoring.dashboard_data import DashboardData
@@ -36,6 +38,18 @@ INGESTION_DAYS = 14
 DESTINATION_DAYS = 30  # destination runs of the last 30 days, paged
 # Who may see the view: a user the auth manager lets see Airflow's website (every route of the app).
 VIEW_ACCESS = requires_access_view(AccessView.WEBSITE)
+QUALITY_DOCS_PATH = "quality-docs"
+# GX's Data Docs pages run scripts they load from public CDNs. Served from the Airflow API server's origin, such a
+# script must not act as the signed-in user: no fetch or XHR (connect-src falls back to 'none'), no frames, no form
+# posts; only the Airflow UI may frame the pages.
+DOCS_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline' https:; "
+                               "style-src 'self' 'unsafe-inline' https:; font-src 'self' data: https:; "
+                               "img-src 'self' data: https:; frame-ancestors 'self'; base-uri 'none'; "
+                               "form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @cache
@@ -57,6 +71,7 @@ def lake_root() -> str:
 def render(data: DashboardData, q: str = "", evaluation: str = "", page: int = 1, dest: str = "", dpage: int = 1,
            dataset: str = "", ui_base: str = "") -> str:
     """The whole Activation page for these filters (what ``GET /`` answers)."""
+    from cdp.quality_docs import docs_folder, site_file
     from cdp_provider.dashboard import activation_html as html
 
     params: dict[str, object] = {"q": q, "evaluation": evaluation, "page": page if page > 1 else "", "dest": dest,
@@ -72,7 +87,8 @@ def render(data: DashboardData, q: str = "", evaluation: str = "", page: int = 1
                                   data.destination_names(), params, ui_base),
         html.ingestion_section(data.ingestion_days(since, dataset), data.quarantine_reasons(since, dataset)),
         html.identity_section(data.identity_runs()),
-        html.quality_section(data.quality_checks()),
+        html.quality_section(data.quality_checks(),
+                             f"{QUALITY_DOCS_PATH}/" if site_file(docs_folder(data.lake.root), "") else None),
     ]
     return html.page("Activation", sections, dt.datetime.now(dt.UTC))
 
@@ -90,6 +106,16 @@ def create_app() -> FastAPI:
         body = render(data_for(lake_root()), q, evaluation, page, dest, dpage, dataset)
         log.info("activation view rendered in %.0f ms", (time.monotonic() - started) * 1000)
         return HTMLResponse(body)
+
+    @app.get(f"/{QUALITY_DOCS_PATH}/{{path:path}}")
+    def quality_docs(path: str) -> FileResponse:
+        """A file of the lake's GX Data Docs site (the index page for an empty path); 404 for anything else."""
+        from cdp.quality_docs import docs_folder, site_file
+
+        file = site_file(docs_folder(lake_root()), path)
+        if file is None:
+            raise HTTPException(status_code=404, detail="Not Found")
+        return FileResponse(file, headers=DOCS_HEADERS)
 
     return app
 

@@ -179,11 +179,15 @@ def identity_section(runs: Sequence[IdentityRun]) -> str:
     return "".join(out)
 
 
-def quality_section(checks: Sequence[QualityCheck]) -> str:
-    """The Great Expectations results of the last runs, failures first."""
+def quality_section(checks: Sequence[QualityCheck], docs_href: str | None = None) -> str:
+    """The Great Expectations results of the last runs, failures first; a link to GX's Data Docs when built."""
     failed = sum(1 for c in checks if not c.success)
+    # A new tab: the Data Docs are a site of their own, too wide for the Airflow UI's frame.
+    docs = (f' <a id="quality-docs" href="{escape(docs_href)}" target="_blank" rel="noopener">Great Expectations '
+            "Data Docs</a>" if docs_href else "")
     out = [f'<h2 id="quality">Quality <span class="muted">{len(checks)} expectation result(s), '
-           f'<span data-figure="quality.failed" class="{"bad" if failed else "ok"}">{failed}</span> failed</span></h2>'
+           f'<span data-figure="quality.failed" class="{"bad" if failed else "ok"}">{failed}</span> failed</span>'
+           f"{docs}</h2>"
            '<table id="quality-table"><tr><th class="t">run date</th><th class="t">stage</th><th class="t">suite'
            '</th><th class="t">expectation</th><th class="t">arguments</th><th class="t">result</th>'
            '<th class="t">observed</th></tr>']
