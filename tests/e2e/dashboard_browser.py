@@ -35,10 +35,15 @@ def browser() -> Iterator[webdriver.Chrome]:
         pytest.fail("Debian's chromium and chromium-driver are needed (make setup installs them with apt)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,2600"):
+    # The machine's network is closed: Chromium's own background calls (updates, sync, QUIC probes, first-run
+    # pages) would be refused or hang, so they are off; only loopback pages are loaded.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,2600",
+                "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    # The Airflow UI's bundles take a while to load on a busy 2-core machine (a readiness limit, not a timing).
+    driver.set_page_load_timeout(180)
     try:
         yield driver
     finally:
