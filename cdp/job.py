@@ -137,7 +137,7 @@ def write_output(key: str, value: object) -> None:
 
 def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     # Turn SIGTERM (Airflow stopping the task) into SystemExit so that `finally` blocks clean up
-    # temporary files (downloaded landing files hold PII) before the process ends.
+    # temporary files (an export's rendered files hold PII) before the process ends.
     raise SystemExit(128 + signum)
 
 
