@@ -9,6 +9,10 @@ Jobs receive the session; logic never creates one. Three ways a session comes ab
 - under ``spark-submit`` (the operator in submit mode): the master, jars and Delta settings come from the
   command line, built from :mod:`cdp.spark_conf`, so the same job runs unchanged on local[*] or a cluster;
 - otherwise (tests, the CLI) a local JVM is started with the Delta jars.
+
+In the last two, the S3A connector's jars and settings come with them when anything is on S3 (an ``s3a://`` lake,
+a dataset landing on S3: :func:`cdp.spark_conf.s3a_needs`), read as the JVM starts; the Connect server does the same
+when it starts (:mod:`cdp.spark_connect`).
 """
 
 from __future__ import annotations
