@@ -52,6 +52,13 @@ class LandingError(CdpError):
     retryable = True
 
 
+class S3ConnectorMissingError(LandingError):
+    """Files landed on S3 but the Spark session started without Hadoop's S3A connector: only a session started with
+    it can read them in place, so a retry on the same session fails the same way (restart it, then clear the task)."""
+
+    retryable = False
+
+
 class StepNotReadyError(CdpError):
     """A step's inputs are not committed for the run date (a step before it did not run, or did not finish)."""
 

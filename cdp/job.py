@@ -34,6 +34,7 @@ from cdp.errors import CdpError, StepNotReadyError
 from cdp.lake import RUN_METRICS, STEP_RUNS, Lake
 from cdp.run_context import RunContext, parse_job_args
 from cdp.spark import get_session, is_remote
+from cdp.spark_conf import s3a_needs
 from cdp.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def write_output(key: str, value: object) -> None:
 
 def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     # Turn SIGTERM (Airflow stopping the task) into SystemExit so that `finally` blocks clean up
-    # temporary files (downloaded landing files hold PII) before the process ends.
+    # temporary files (an export's rendered files hold PII) before the process ends.
     raise SystemExit(128 + signum)
 
 
@@ -154,7 +155,8 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None, step: C
     try:
         args, ctx, ws = parse_job_args(parser, argv)
         key = step(args)
-        spark = get_session(f"cdp-{key.step}-{key.scope}")
+        # The job's own lake and workspace say whether a session it starts needs the S3A connector.
+        spark = get_session(f"cdp-{key.step}-{key.scope}", s3a=s3a_needs(ctx.settings))
         check_prerequisites(ctx.lake, ctx.run_date, key, requires(args, ws))
         if record:
             mark_step(ctx.lake, ctx.run_date, key, STARTED, ctx.run_id)

@@ -41,7 +41,10 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def s3_client() -> Any:  # boto3 ships no type stubs
-    """An S3 client from the environment: ``CDP_S3_ENDPOINT`` when set, else boto3's own ``AWS_*`` variables."""
+    """An S3 client from the environment: ``CDP_S3_ENDPOINT`` when set, else boto3's own ``AWS_*`` variables.
+
+    The landing's listing and hashing (:mod:`cdp.ingestion.landing`) use it too: one store, as S3A sees it.
+    """
     import boto3
 
     endpoint = os.environ.get("CDP_S3_ENDPOINT") or None

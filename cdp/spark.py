@@ -9,15 +9,23 @@ Jobs receive the session; logic never creates one. Three ways a session comes ab
 - under ``spark-submit`` (the operator in submit mode): the master, jars and Delta settings come from the
   command line, built from :mod:`cdp.spark_conf`, so the same job runs unchanged on local[*] or a cluster;
 - otherwise (tests, the CLI) a local JVM is started with the Delta jars.
+
+In the last two, the S3A connector's jars and settings come with them when anything is on S3 (an ``s3a://`` lake,
+a dataset landing on S3: :func:`cdp.spark_conf.s3a_needs`), read as the JVM starts; the Connect server does the same
+when it starts (:mod:`cdp.spark_connect`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from cdp.spark_conf import delta_jars, session_conf, submit_conf
+from cdp.spark_conf import delta_jars, s3a_needs, session_conf, submit_conf
+
+log = logging.getLogger(__name__)
 
 REMOTE_ENV = "CDP_SPARK_REMOTE"
 
@@ -32,24 +40,30 @@ def is_remote(spark: SparkSession) -> bool:
     return not hasattr(spark, "sparkContext") or type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def get_session(app_name: str, master: str | None = None, extra: dict[str, str] | None = None) -> SparkSession:
+def get_session(app_name: str, master: str | None = None, extra: dict[str, str] | None = None,
+                s3a: Sequence[str] | None = None) -> SparkSession:
     """Return the session for a job or a test.
 
     Under spark-submit the JVM already runs with the submit settings; with ``CDP_SPARK_REMOTE`` this is a
-    client of that server; otherwise this starts a local one with the Delta jars.
+    client of that server; otherwise this starts a local one with the Delta jars. ``s3a``: what the session
+    reads or writes on S3 (see :func:`cdp.spark_conf.s3a_needs`, its default from ``CDP_LAKE`` and
+    ``CDP_WORKSPACE``); when anything is, the S3A connector's jars and settings come with the session.
     """
     url = remote_url()
     if url is not None and master is None:
         return _remote_session(url, app_name, extra)
+    s3a = s3a_needs() if s3a is None else list(s3a)
     builder = SparkSession.builder.appName(app_name)
-    conf = {**submit_conf(), **(extra or {})}
+    conf = {**submit_conf(s3a), **(extra or {})}
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit: we launch the JVM
         # Python UDF workers take their interpreter from this variable (read by the Python-side
         # SparkContext), not from spark.pyspark.python: without it they run `python3` from PATH,
         # which lacks the venv's pandas and pyarrow.
         os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
         builder = builder.master(master or os.environ.get("CDP_SPARK_MASTER", "local[*]"))
-        conf["spark.jars"] = ",".join(delta_jars())
+        conf["spark.jars"] = ",".join(delta_jars(s3a))
+        if s3a:
+            log.info("Spark session with the S3A connector, for %s", "; ".join(s3a))
         conf.setdefault("spark.ui.enabled", "false")
         conf.setdefault("spark.driver.memory", os.environ.get("CDP_DRIVER_MEMORY", "4g"))
     for key, value in conf.items():

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cdp.settings import JARS_DIR
+from cdp.settings import JARS_DIR, Settings
 
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "spark-log4j2.properties"
 
@@ -19,21 +20,23 @@ DELTA_CONF = {
 }
 
 
-def delta_jars() -> list[str]:
+def delta_jars(s3a: Sequence[str] | None = None) -> list[str]:
     """The Delta jars resolved by ``make setup`` (``scripts/setup.sh``), so runs start offline.
 
-    With the lake on S3 (``CDP_LAKE=s3a://...``) the S3A connector's jars come with them (:func:`s3a_jars`).
+    With anything on S3 (``s3a``, default :func:`s3a_needs` of the environment) the S3A connector's jars come
+    with them (:func:`s3a_jars`).
     """
     jars = sorted(str(p) for p in Path(JARS_DIR).glob("*.jar"))
     if not jars:
         raise FileNotFoundError(f"no jars in {JARS_DIR}: run `make setup` to resolve the Delta jars")
-    return jars + s3a_jars(os.environ.get("CDP_LAKE", ""))
+    return jars + s3a_jars(s3a_needs() if s3a is None else s3a)
 
 
-# ---------------------------------------------------------------- the lake on S3 (s3a://), issue 13
+# ---------------------------------------------------------------- S3 through Hadoop's S3A connector, issue 13
 # hadoop-aws must be the version of the Hadoop client Spark ships (pyspark 4.1: hadoop-client-api 3.4.2), with
 # the AWS SDK v2 bundle that version was built against; scripts/setup.sh resolves both into .jars/s3a/. They
-# live in a sub-folder of their own so that a local lake's sessions do not load a 600 MB SDK they never use.
+# live in a sub-folder of their own so that the sessions of a deployment with nothing on S3 do not load a 640 MB
+# SDK they never use.
 S3A_JARS_DIR = Path(JARS_DIR) / "s3a"
 S3A_SCHEMES = ("s3a://",)
 
@@ -43,19 +46,39 @@ def lake_on_s3(lake: str) -> bool:
     return lake.startswith(S3A_SCHEMES)
 
 
-def s3a_jars(lake: str) -> list[str]:
-    """hadoop-aws and the AWS SDK bundle for an ``s3a://`` lake (none for any other lake)."""
-    if not lake_on_s3(lake):
+def s3a_needs(settings: Settings | None = None) -> list[str]:
+    """What makes the sessions of these settings (default: the environment's) need the S3A connector, one phrase
+    each; empty when nothing does.
+
+    The lake when it is ``s3a://`` (``CDP_LAKE``), and every dataset of the workspace (``CDP_WORKSPACE``) whose
+    files land on S3 (``source.type: s3``): Spark reads those objects in place (``s3a://``), on whichever
+    machine runs the task, so the connector's jars must be on the classpath when the JVM starts.
+    """
+    from cdp.workspace.landing_sources import s3_landing_datasets
+
+    settings = settings or Settings.from_env()
+    needs = [f"the lake {settings.lake}"] if lake_on_s3(settings.lake) else []
+    needs += [f"dataset {name} (lands in {uri})" for name, uri in s3_landing_datasets(settings.workspace).items()]
+    return needs
+
+
+def s3a_jars(needs: Sequence[str]) -> list[str]:
+    """hadoop-aws and the AWS SDK bundle when something is on S3 (``needs``, see :func:`s3a_needs`), else none."""
+    if not needs:
         return []
     jars = sorted(str(p) for p in S3A_JARS_DIR.glob("*.jar"))
     if not any("hadoop-aws" in Path(j).name for j in jars):
-        raise FileNotFoundError(f"the lake {lake} is on S3 but {S3A_JARS_DIR} has no hadoop-aws jar: run "
-                                "`make setup` to resolve it (with the AWS SDK bundle)")
+        raise FileNotFoundError(f"{'; '.join(needs)} {'is' if len(needs) == 1 else 'are'} on S3 but {S3A_JARS_DIR} "
+                                "has no hadoop-aws jar: run `make setup` to resolve it (with the AWS SDK bundle)")
     return jars
 
 
-def s3a_conf(lake: str, env: dict[str, str] | None = None) -> dict[str, str]:
-    """Hadoop settings of the S3A connector for an ``s3a://`` lake (empty for any other lake).
+# The setting every session with the S3A connector has: validate looks for it before reading a landed object.
+S3A_IMPL = "spark.hadoop.fs.s3a.impl"
+
+
+def s3a_conf(needs: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Hadoop settings of the S3A connector when something is on S3 (``needs``, see :func:`s3a_needs`), else none.
 
     Only where the store is: the endpoint (``CDP_S3_ENDPOINT``, else ``AWS_ENDPOINT_URL_S3`` /
     ``AWS_ENDPOINT_URL``, as boto3 reads them), its region and path-style addressing. Credentials are never
@@ -63,11 +86,11 @@ def s3a_conf(lake: str, env: dict[str, str] | None = None) -> dict[str, str]:
     ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) from the environment of
     the driver and of each executor, or the instance's / pod's role.
     """
-    if not lake_on_s3(lake):
+    if not needs:
         return {}
     env = dict(os.environ) if env is None else env
     conf = {
-        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        S3A_IMPL: "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint.region":
             env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     }
@@ -105,8 +128,11 @@ def session_conf() -> dict[str, str]:
     }
 
 
-def submit_conf() -> dict[str, str]:
-    """Spark settings every job needs, whoever launches it (builder or spark-submit)."""
+def submit_conf(s3a: Sequence[str] | None = None) -> dict[str, str]:
+    """Spark settings every job needs, whoever launches it (builder or spark-submit).
+
+    ``s3a``: what is on S3 (default :func:`s3a_needs` of the environment); the S3A settings come with it.
+    """
     return {
         **DELTA_CONF,
         **session_conf(),
@@ -115,5 +141,5 @@ def submit_conf() -> dict[str, str]:
         # Python workers must run the interpreter that has pyspark and cdp installed (the venv's),
         # not whatever `python3` comes first on PATH. On a cluster, set PYSPARK_PYTHON to its path there.
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
-        **s3a_conf(os.environ.get("CDP_LAKE", "")),
+        **s3a_conf(s3a_needs() if s3a is None else s3a),
     }

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from cdp.errors import SparkConnectServerError
 from cdp.settings import REPO_ROOT
-from cdp.spark_conf import delta_jars, s3a_conf, submit_conf
+from cdp.spark_conf import delta_jars, s3a_conf, s3a_needs, submit_conf
 from cdp.storage.connections import lake_store_env
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,18 @@ def checkpoint_dir(state: ServerState, env: dict[str, str] | None = None) -> str
 
 
 def server_command(state: ServerState, master: str, driver_memory: str,
-                   store_env: dict[str, str] | None = None) -> list[str]:
+                   store_env: dict[str, str] | None = None, s3a: list[str] | None = None) -> list[str]:
     """The ``spark-submit`` command line that runs the Connect server (no secret is ever on it).
 
     ``store_env``: the lake store's variables from its Airflow connection (:func:`lake_store_env`), whose
     endpoint and region become S3A settings; its credentials go to the server's environment only.
+    ``s3a``: what the server's sessions read or write on S3 (default :func:`s3a_needs` of the environment: an
+    ``s3a://`` lake, datasets of ``CDP_WORKSPACE`` landing on S3); without anything, no S3A jar nor setting.
     """
+    s3a = s3a_needs() if s3a is None else s3a
     conf = {
-        **submit_conf(),
-        **s3a_conf(os.environ.get("CDP_LAKE", ""), {**os.environ, **(store_env or {})}),
+        **submit_conf(s3a),
+        **s3a_conf(s3a, {**os.environ, **(store_env or {})}),
         # Loopback only: the server runs any code a client sends, so it must never face the network.
         "spark.connect.grpc.binding.address": LOOPBACK,
         "spark.connect.grpc.binding.port": str(state.port),
@@ -153,7 +156,7 @@ def server_command(state: ServerState, master: str, driver_memory: str,
     }
     spark_submit = str(Path(sys.executable).parent / "spark-submit")
     command = [spark_submit, "--class", SERVER_CLASS, "--name", "cdp-spark-connect", "--master", master,
-               "--driver-memory", driver_memory, "--jars", ",".join(delta_jars())]
+               "--driver-memory", driver_memory, "--jars", ",".join(delta_jars(s3a))]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     return [*command, "spark-internal"]
@@ -180,12 +183,17 @@ def start_server(state: ServerState | None = None, master: str | None = None,
     master = master or os.environ.get("CDP_SPARK_MASTER", "local[*]")
     memory = driver_memory or os.environ.get("CDP_SPARK_CONNECT_MEMORY", "4g")
     store_env = lake_store_env()
-    env = {**os.environ, **store_env, "PYSPARK_PYTHON": submit_conf()["spark.pyspark.python"]}
+    # Read once, when the JVM starts: a workspace that starts landing on S3 later needs a restart of the server
+    # (validate says so when it meets an S3 object and the session has no S3A connector).
+    s3a = s3a_needs()
+    if s3a:
+        log.info("the Spark Connect server loads the S3A connector for %s", "; ".join(s3a))
+    env = {**os.environ, **store_env, "PYSPARK_PYTHON": submit_conf([])["spark.pyspark.python"]}
     # A client's settings never reach the server's environment: drop the remote URL a caller may have set.
     env.pop("CDP_SPARK_REMOTE", None)
     env.pop("SPARK_REMOTE", None)
     with state.log_file.open("ab") as out:
-        process = subprocess.Popen(server_command(state, master, memory, store_env), stdout=out,
+        process = subprocess.Popen(server_command(state, master, memory, store_env, s3a), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=state.folder,
                                    start_new_session=True)
     state.pid_file.write_text(json.dumps({"pid": process.pid, "port": state.port}), encoding="utf-8")

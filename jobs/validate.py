@@ -7,8 +7,7 @@ See :mod:`cdp.ingestion.reasons` for the reason codes.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -24,9 +23,9 @@ from cdp.ingestion.checks import (
     transform_valid,
     unreadable_rows,
 )
-from cdp.ingestion.landing import landed_copies, list_landed_files
+from cdp.ingestion.landing import check_spark_reads_s3, landed_hashes, list_landed_files
 from cdp.ingestion.layout import DROPPED, REASONS
-from cdp.ingestion.ledger import FileCounts, file_sha256, find_duplicate_files, ingested_hashes, ledger_rows
+from cdp.ingestion.ledger import FileCounts, find_duplicate_files, ingested_hashes, ledger_rows
 from cdp.ingestion.reasons import DUPLICATE_FILE
 from cdp.ingestion.records import read_records
 from cdp.job import StepKey, record_metrics, run_job
@@ -48,7 +47,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
     Raises SchemaEvolutionError (before writing anything) when the declared schema breaks the
     dataset's stored table, and BatchRejectedError (after writing everything and recording the
     metrics) when the quarantined share exceeds ``guardrails.max_rejected_share``. Files of an S3
-    source are downloaded to a scratch folder for the run and removed afterwards (see landed_copies).
+    source are read in place (Spark through S3A; the driver streams each object once to hash it): nothing
+    lands on the driver's disk.
     """
     if dataset not in ws.datasets:
         raise CdpError(f"dataset '{dataset}' is not defined in workspace {ws.config.name} "
@@ -59,24 +59,18 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
     check_against_table(schema, ctx.lake.path(DATASET, dataset), dataset,
                         ws.files.get(f"schemas/{schema.name}", f"schemas/{schema.name}.yaml"))
     files = list_landed_files(ctx.settings, spec, ctx.run_date)
-    # S3 objects are read from local copies; every Spark action on them happens inside the block.
-    with landed_copies(spec, files, ctx.run_date) as local:
-        return _validate(spark, ws, ctx, dataset, files, local)
-
-
-def _validate(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str, files: Sequence[str],
-              local: Mapping[str, str]) -> dict[str, int]:
-    spec = ws.datasets[dataset]
-    schema = ws.schema_of(dataset)
+    # Before anything is read or written: a session without S3A would fail on the first object, a Parquet one
+    # would even be quarantined as unreadable.
+    check_spark_reads_s3(spark, spec, files)
     guardrails = ws.config.guardrails
     run_date = ctx.run_date
     lake = ctx.lake
     # A file whose content another run date (or an earlier file of this run) brought in is not read again.
-    hashes = {path: file_sha256(local[path]) for path in files if os.path.getsize(local[path]) > 0}
+    hashes = landed_hashes(spec, files)
     duplicates = find_duplicate_files(files, hashes, ingested_hashes(spark, lake, dataset, run_date,
                                                                      list(hashes.values())), run_date)
     skipped = {d.path for d in duplicates}
-    parsed, unreadable = read_records(spark, spec, schema, [f for f in files if f not in skipped], local)
+    parsed, unreadable = read_records(spark, spec, schema, [f for f in files if f not in skipped])
     unreadable = [*unreadable, *duplicates]
     # Counting, staging and quarantine all read the checked records: compute them once.
     stored = stored_event_ids(spark, lake, schema, dataset, before=run_date)

@@ -1,28 +1,34 @@
-"""Where a dataset's files land for a run date, listing them, and local copies of remote ones."""
+"""Where a dataset's files land for a run date, listing them, and reading them in place.
+
+Files landed on S3 are never copied to the driver's disk: Spark reads each object where it is, through Hadoop's
+S3A connector (:func:`spark_location`), on whichever machine runs the task (an executor of a cluster too), and
+the driver streams each one once with boto3 to hash it (:func:`landed_hashes`). Endpoint and credentials come
+from the environment (``CDP_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL*``, ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``
+or the machine's role), the same for boto3 and S3A.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cdp.errors import LandingError
+from cdp.errors import LandingError, S3ConnectorMissingError
+from cdp.ingestion.ledger import HASH_BLOCK, content_sha256
+from cdp.lake_files import s3_client
 from cdp.settings import Settings
+from cdp.spark_conf import S3A_IMPL
 from cdp.workspace.models import DatasetSpec
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 log = logging.getLogger(__name__)
-
-
 
 
 def landing_folder(settings: Settings, dataset: DatasetSpec, run_date: dt.date) -> str:
@@ -62,17 +68,12 @@ def list_landed_files(settings: Settings, dataset: DatasetSpec, run_date: dt.dat
     return files
 
 
-def _s3_client() -> Any:  # boto3 ships no type stubs
-    """An S3 client configured from the environment (AWS_* variables, including AWS_ENDPOINT_URL)."""
-    return boto3.client("s3")
-
-
 def _list_s3(dataset: DatasetSpec, folder: str) -> list[str]:
     parsed = urlparse(folder)
     bucket, prefix = parsed.netloc, parsed.path.lstrip("/") + "/"
     uris: list[str] = []
     try:
-        for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(prefix):]
                 if "/" not in name and _landed_name(name):  # objects "in sub-folders" are not the day's files
@@ -85,58 +86,72 @@ def _list_s3(dataset: DatasetSpec, folder: str) -> list[str]:
     return sorted(uris)
 
 
-def download_landed_files(dataset: DatasetSpec, uris: Sequence[str], cache: Path) -> dict[str, str]:
-    """Local copies of landed files: ``{listed path: local path}``.
+def on_s3(path: str) -> bool:
+    """True for a landed file listed as an ``s3://`` URI (a dataset whose source is ``type: s3``)."""
+    return urlparse(path).scheme == "s3"
 
-    Local files are read where they are. S3 objects are downloaded into ``cache`` (keeping their
-    key as the relative path) so that every format is read by the same local code; records keep
-    the ``s3://`` URI as their source file.
+
+def spark_location(path: str) -> str:
+    """Where Spark reads a listed file in place: an ``s3://`` object through Hadoop's S3A connector (``s3a://``, the
+    same bucket and key), a local file where it is. The records keep the listed path as their source file."""
+    return "s3a://" + path[len("s3://"):] if on_s3(path) else path
+
+
+def check_spark_reads_s3(spark: SparkSession, dataset: DatasetSpec, files: Sequence[str]) -> None:
+    """Raise S3ConnectorMissingError when a listed file is on S3 and the session has no S3A connector.
+
+    Spark would otherwise fail on the first object with a bare ``ClassNotFoundException`` (and a Parquet file
+    would be quarantined as unreadable). A session's jars are fixed when its JVM starts: see
+    :func:`cdp.spark_conf.s3a_needs` for how a session learns it needs them.
     """
-    local: dict[str, str] = {}
+    on_store = [f for f in files if on_s3(f)]
+    if on_store and not spark.conf.get(S3A_IMPL, None):
+        raise S3ConnectorMissingError(
+            f"dataset {dataset.name}: {on_store[0]} landed on S3, but this Spark session was started without "
+            "Hadoop's S3A connector, so Spark cannot read it in place. Sessions load it when CDP_WORKSPACE names "
+            "a workspace with a dataset of source type s3 (or CDP_LAKE is s3a://) as they start: restart the "
+            "Spark Connect server after changing the workspace (scripts/spark_connect.py stop, then start), check "
+            "that CDP_WORKSPACE is the same for the server, the Airflow workers and the job, then clear the task")
+
+
+def landed_hashes(dataset: DatasetSpec, files: Sequence[str]) -> dict[str, str]:
+    """``{listed path: hex SHA-256}`` of the landed files that hold at least one byte (an empty file has no hash).
+
+    A local file is read where it is. An S3 object is streamed from the store on this machine, never written to
+    disk: the body of ``get_object`` is read in 1 MiB blocks, so memory stays flat whatever its size.
+    """
+    hashes: dict[str, str] = {}
     client: Any = None
-    for uri in uris:
-        parsed = urlparse(uri)
-        if parsed.scheme != "s3":
-            local[uri] = uri
-            continue
-        client = client or _s3_client()
-        target = cache / parsed.netloc / parsed.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            client.download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
-        except (BotoCoreError, ClientError) as exc:
-            raise LandingError(f"dataset {dataset.name}: cannot download {uri}: {exc}") from exc
-        local[uri] = str(target)
-    return local
+    for path in files:
+        if on_s3(path):
+            client = client or s3_client()
+            digest = _s3_sha256(client, dataset, path)
+        else:
+            digest = _local_sha256(dataset, path)
+        if digest is not None:
+            hashes[path] = digest
+    return hashes
 
 
-
-# A killed attempt cannot clean up after itself: its copies are removed by the next attempt, and any
-# copy older than this by whichever validate runs next for the dataset.
-STALE_COPIES = dt.timedelta(hours=24)
-
-
-def _copies_root(dataset: str) -> Path:
-    return Path(os.environ.get("CDP_SCRATCH", tempfile.gettempdir())) / "cdp-landing" / dataset
-
-
-@contextlib.contextmanager
-def landed_copies(dataset: DatasetSpec, uris: Sequence[str], run_date: dt.date) -> Iterator[dict[str, str]]:
-    """Local copies of the landed files for the duration of the block (see download_landed_files).
-
-    Downloaded files hold PII: they live in ``$CDP_SCRATCH/cdp-landing/<dataset>/<run date>`` (default: the
-    system's temporary folder), removed when the block ends; a copy left by a killed attempt is removed
-    when the next attempt starts, and any older than a day by the next validate of the dataset.
-    """
-    root = _copies_root(dataset.name)
-    folder = root / run_date.isoformat()
-    shutil.rmtree(folder, ignore_errors=True)
-    if root.is_dir():
-        cutoff = dt.datetime.now(dt.UTC).timestamp() - STALE_COPIES.total_seconds()
-        for other in root.iterdir():
-            if other.stat().st_mtime < cutoff:
-                shutil.rmtree(other, ignore_errors=True)
+def _local_sha256(dataset: DatasetSpec, path: str) -> str | None:
     try:
-        yield download_landed_files(dataset, uris, folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        with open(path, "rb") as handle:
+            return content_sha256(iter(lambda: handle.read(HASH_BLOCK), b""))
+    except OSError as exc:
+        raise LandingError(f"dataset {dataset.name}: cannot read {path}: {exc.strerror or exc} (it was listed a "
+                           "moment ago: check that nothing moves the day's files while validate runs, and that "
+                           "the user running the task may read them)") from exc
+
+
+def _s3_sha256(client: Any, dataset: DatasetSpec, uri: str) -> str | None:
+    parsed = urlparse(uri)
+    try:
+        body = client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+        try:
+            return content_sha256(body.iter_chunks(HASH_BLOCK))
+        finally:
+            body.close()
+    except (BotoCoreError, ClientError) as exc:
+        raise LandingError(f"dataset {dataset.name}: cannot read {uri}: {exc} (it was listed a moment ago: check "
+                           "that nothing removes the day's objects while validate runs, and that the AWS_* "
+                           "environment variables allow s3:GetObject on the bucket)") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -30,13 +30,30 @@ log = logging.getLogger(__name__)
 INGESTED_STATUSES = (STATUS_INGESTED, STATUS_OK)
 
 
+# Files and objects are hashed block by block: memory stays one block, whatever their size.
+HASH_BLOCK = 1 << 20
+
+
 def file_sha256(path: str) -> str:
     """The hex SHA-256 of a local file's bytes (read in 1 MiB blocks, so memory stays flat)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(HASH_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def content_sha256(blocks: Iterable[bytes]) -> str | None:
+    """The hex SHA-256 of a content given block by block (a stream's chunks), None when it has no byte.
+
+    An empty landed file gets no hash: it holds no record to ingest twice, so it is never a duplicate.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    for block in blocks:
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest() if size else None
 
 
 def ingested_hashes(spark: SparkSession, lake: Lake, dataset: str, run_date: dt.date,

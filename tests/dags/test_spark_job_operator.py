@@ -186,3 +186,36 @@ def test_connect_mode_retries_when_the_server_is_unreachable(
         f"job ingest: the Spark Connect server sc://127.0.0.1:{port} of connection spark_default does not answer "
         "(Connection refused); start it (scripts/spark_connect.py start, or make run / make airflow start it for "
         "you) or point the connection at a running one")
+
+
+def test_submit_mode_loads_the_s3a_connector_only_for_a_workspace_landing_on_s3(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
+    # The application's JVM cannot load jars once it runs: spark-submit gets them when a dataset lands on S3.
+    fake_spark_submit(tmp_path, 0)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[1]"}')
+    monkeypatch.setenv("CDP_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("CDP_S3_ENDPOINT", "http://127.0.0.1:9000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret-key")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "CDP_S3_PATH_STYLE", "CDP_LAKE_CONNECTION"):
+        monkeypatch.delenv(name, raising=False)
+
+    def s3a_arguments(workspace: Path) -> list[str]:
+        monkeypatch.setenv("CDP_WORKSPACE", str(workspace))
+        CdpSparkJobOperator(task_id="validate", job="validate", dataset="web_events",
+                            run_date="2026-11-27").execute({"run_id": "manual__1"})
+        args = (tmp_path / "args").read_text(encoding="utf-8").split()
+        assert not any("s3cret-key" in a for a in args)
+        jars = [Path(j).name for j in args[args.index("--jars") + 1].split(",") if "/s3a/" in j]
+        return jars + [a for a in args if a.startswith("spark.hadoop.fs.s3a.")]
+
+    assert s3a_arguments(repo_root / "examples" / "retail") == []
+    workspace = tmp_path / "ws"
+    shutil.copytree(repo_root / "examples" / "retail", workspace)
+    web = workspace / "datasets" / "web_events.yaml"
+    web.write_text(web.read_text(encoding="utf-8").replace("{type: local,", "{type: s3, bucket: landing,"),
+                   encoding="utf-8")
+    assert s3a_arguments(workspace) == [
+        "bundle-2.29.52.jar", "hadoop-aws-3.4.2.jar", "spark.hadoop.fs.s3a.impl=org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint.region=us-east-1", "spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
+        "spark.hadoop.fs.s3a.path.style.access=true", "spark.hadoop.fs.s3a.connection.ssl.enabled=false"]

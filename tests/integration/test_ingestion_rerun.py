@@ -256,17 +256,3 @@ def test_a_step_killed_between_commits_blocks_the_next_one_until_it_is_re_run(
     assert rows(spark, lake, "step_runs", "step", "scope", "status") == [
         ("ingest", "web_events", "committed"), ("validate", "web_events", "committed")]
     assert rows(spark, lake, "datasets/web_events", "event_id") == [("w1",), ("w2",)]
-
-
-def test_landed_copies_do_not_outlive_their_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  example: Workspace) -> None:
-    from cdp.ingestion.landing import landed_copies
-
-    monkeypatch.setenv("CDP_SCRATCH", str(tmp_path / "scratch"))
-    leftover = tmp_path / "scratch" / "cdp-landing" / "web_events" / D1.isoformat()
-    leftover.mkdir(parents=True)
-    (leftover / "killed-attempt.jsonl").write_text("pii", encoding="utf-8")
-    with landed_copies(example.datasets["web_events"], [], D1) as local:
-        assert local == {}
-        assert not leftover.exists()  # removed when the next attempt starts
-    assert not leftover.exists()

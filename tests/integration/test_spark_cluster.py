@@ -12,10 +12,12 @@ suite's cost):
 
 Each step runs first in local mode (the session-wide local SparkSession, a lake folder), then on the cluster;
 the results must be the same rows and byte-identical files. Two tests share the servers and the two lakes: the
-first ingests one dataset, the second (which needs the first) the rest of the day. Honest limits: the landing
-zone is a local folder, which the executor reads because worker and driver share this machine (on a real
-cluster land files on S3: ``source.type: s3``); the worker has two cores and the data one generated day of 12
-persons, the smallest that goes through every step.
+first ingests one dataset, the second (which needs the first) the rest of the day. On the cluster one dataset
+(``loyalty_members``, Parquet) lands on S3 (``source.type: s3``, the bucket of the lake): the executor reads its
+objects in place through S3A, the driver only streams them for their hashes. Honest limits: the other datasets
+land in a local folder, which the executor reads because worker and driver share this machine (on a real cluster
+land files on S3 too); the worker has two cores and the data one generated day of 12 persons, the smallest that
+goes through every step.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,7 @@ pytestmark = pytest.mark.skipif(not any(S3A_JARS_DIR.glob("hadoop-aws-*.jar")),
 
 
 FIRST = "crm_profiles"  # the ingest test: one dataset (CSV, profile and identity enabled)
+LANDED_ON_S3 = "loyalty_members"  # on the cluster, landed in the bucket and read in place (Parquet)
 
 
 def context(settings: Settings) -> tuple[Workspace, RunContext]:
@@ -172,13 +176,22 @@ def cluster_connect(s3_lake_env: dict[str, str], tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def two_lakes(spark: SparkSession, landing: Path, repo_root: Path, tmp_path_factory: pytest.TempPathFactory,
-              s3_lake_env: dict[str, str]) -> tuple[Settings, Settings]:
-    """The same day in local mode (a lake folder) and on the cluster (the lake on S3)."""
+              s3_lake_env: dict[str, str], moto_server: MotoServer) -> tuple[Settings, Settings]:
+    """The same day in local mode (a lake folder) and on the cluster (the lake on S3, and LANDED_ON_S3's files in
+    the bucket, its source ``type: s3`` in a copy of the example workspace)."""
     workspace = str(repo_root / "examples" / "retail")
     base = tmp_path_factory.mktemp("cluster-day")
+    on_s3 = base / "workspace-landing-on-s3"
+    shutil.copytree(workspace, on_s3)
+    spec = on_s3 / "datasets" / f"{LANDED_ON_S3}.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace(
+        '{type: local, path: "loyalty/{date}"}', f'{{type: s3, bucket: {BUCKET}, path: "landing/loyalty/{{date}}"}}'),
+        encoding="utf-8")
+    for path in sorted((landing / "loyalty" / DAY.isoformat()).iterdir()):
+        moto_server.client().upload_file(str(path), BUCKET, f"landing/loyalty/{DAY.isoformat()}/{path.name}")
     local = Settings(workspace=workspace, lake=str(base / "lake"), landing=str(landing),
                      exports=str(base / "local-exports"))
-    remote = Settings(workspace=workspace, lake=s3_lake_env["CDP_LAKE"], landing=str(landing),
+    remote = Settings(workspace=str(on_s3), lake=s3_lake_env["CDP_LAKE"], landing=str(landing),
                       exports=str(base / "cluster-exports"))
     return local, remote
 
@@ -225,6 +238,7 @@ def test_the_rest_of_the_day_on_the_cluster_matches_local_mode(
         actual = day_results(client, remote)
 
     assert cluster_counts == local_counts
+    assert cluster_counts[f"validate[{LANDED_ON_S3}]"]["rows_valid"] > 0
     assert expected["files"], "the local run exported no file"
     assert sorted(actual["files"]) == sorted(expected["files"])
     for name, data in expected["files"].items():
@@ -237,3 +251,19 @@ def test_the_rest_of_the_day_on_the_cluster_matches_local_mode(
         Bucket=BUCKET, Prefix="lake/") for o in page.get("Contents", [])}
     assert "lake/profiles/_delta_log/00000000000000000000.json" in keys
     assert not any(k.startswith("lake/_export_staging/") for k in keys), "staged export parts were left behind"
+    # LANDED_ON_S3 was read from the bucket in place: its ledger names the objects, with the counts and content
+    # hashes of the same files read locally, and its staged records name them too.
+    with cluster_client(state, s3_lake_env) as client:
+        on_cluster = landed_files(client, remote)
+        sources = {r[0] for r in read_table(client, Lake(remote.lake).path(STAGING, LANDED_ON_S3))
+                   .select("_source_file").distinct().collect()}
+    assert on_cluster == [(f"s3://{BUCKET}/landing/loyalty/{DAY.isoformat()}/{name}", *rest)
+                          for name, *rest in landed_files(spark, local)]
+    assert sources == {source for source, *_ in on_cluster}
+
+
+def landed_files(spark: SparkSession, settings: Settings) -> list[tuple[Any, ...]]:
+    """LANDED_ON_S3's batch-ledger rows: (source file, or its name for a local file; rows read, valid; sha256)."""
+    rows = (read_table(spark, Lake(settings.lake).path(BATCH_LEDGER)).where(f"dataset = '{LANDED_ON_S3}'")
+            .select("source_file", "rows_read", "rows_valid", "sha256").collect())
+    return sorted((r[0] if r[0].startswith("s3://") else Path(r[0]).name, r[1], r[2], r[3]) for r in rows)

@@ -26,15 +26,15 @@ def _java_cause(exc: Exception) -> str:
     return reason.strip()[:300]
 
 
-def read_parquet_file(spark: SparkSession, path: str, local_path: str | None = None) -> DataFrame | UnreadableFile:
+def read_parquet_file(spark: SparkSession, path: str, location: str | None = None) -> DataFrame | UnreadableFile:
     """One Parquet file with ``_source_file`` and 1-based ``_row_number`` appended, or why it cannot be read.
 
-    ``path`` is the listed path (the source file of the records), ``local_path`` where to read it
-    when that differs. Reading the footer (schema inference) is what fails for a truncated or
-    non-Parquet file.
+    ``path`` is the listed path (the source file of the records), ``location`` where Spark reads it when
+    that differs (``s3a://`` for an ``s3://`` object). Reading the footer (schema inference) is what fails for a
+    truncated or non-Parquet file.
     """
     try:
-        df = spark.read.parquet(local_path or path)
+        df = spark.read.parquet(location or path)
         data_columns = [F.col(f"`{c}`") for c in df.columns]
         return df.select(*data_columns, F.lit(path).alias(SOURCE_FILE),
                          (F.col("_metadata.row_index") + 1).alias(ROW_NUMBER))

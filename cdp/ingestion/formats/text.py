@@ -13,16 +13,16 @@ from cdp.ingestion.reasons import INVALID_ENCODING
 from cdp.schemas import ROW_NUMBER, SOURCE_FILE
 
 
-def read_text_lines(spark: SparkSession, files: Sequence[str], local: Mapping[str, str] | None = None) -> DataFrame:
+def read_text_lines(spark: SparkSession, files: Sequence[str], locations: Mapping[str, str] | None = None) -> DataFrame:
     """Every physical line of text files: ``_source_file`` (as listed), ``_mono`` (orders lines in a file), ``value``.
 
-    Each file is read on its own (from its local copy in ``local``, when given) so that its path is
-    exactly the listed one. Spark's text reader splits on LF, CRLF and CR and keeps invalid UTF-8
-    bytes (cleaned in transform_number_lines).
+    Each file is read on its own (where ``locations`` says Spark reaches it, when that differs from the listed
+    path: ``s3a://`` for an ``s3://`` object) so that its path is exactly the listed one. Spark's text reader
+    splits on LF, CRLF and CR and keeps invalid UTF-8 bytes (cleaned in transform_number_lines).
     """
-    local = local or {}
+    locations = locations or {}
     frames = [
-        spark.read.text(local.get(path, path)).select(
+        spark.read.text(locations.get(path, path)).select(
             F.lit(path).alias(SOURCE_FILE),
             # partition index << 33 + position in the partition: numbers lines without a Python round trip
             F.monotonically_increasing_id().alias(MONO),

@@ -30,7 +30,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.common.compat.sdk import BaseHook
 
 from cdp.settings import JOBS_DIR, Settings
-from cdp.spark_conf import delta_jars, submit_conf
+from cdp.spark_conf import delta_jars, s3a_conf, s3a_needs, submit_conf
 
 # cdp.job.EXIT_DETERMINISTIC, repeated here so that the DAG's parse does not import pyspark.
 EXIT_DETERMINISTIC = 3
@@ -194,8 +194,15 @@ class CdpSparkJobOperator(SparkSubmitOperator):
         if url is not None:
             self._run_connect_client(url)
             return
-        self.jars = ",".join(delta_jars())
-        self.conf = {**submit_conf(), **(self.conf or {})}
+        # The application's JVM starts with the S3A connector when the lake or a dataset's landing is on S3
+        # (CDP_LAKE, the workspace of CDP_WORKSPACE): its jars cannot be added once it runs.
+        s3a = s3a_needs()
+        if s3a:
+            self.log.info("spark-submit with the S3A connector, for %s", "; ".join(s3a))
+        self.jars = ",".join(delta_jars(s3a))
+        # The store's endpoint may come from CDP_LAKE_CONNECTION (in env_vars): S3A is told it as a setting.
+        self.conf = {**submit_conf(s3a), **s3a_conf(s3a, {**os.environ, **(self.env_vars or {})}),
+                     **(self.conf or {})}
         self._driver_memory = self._driver_memory or os.environ.get("CDP_DRIVER_MEMORY", "2g")
         try:
             super().execute(context)
