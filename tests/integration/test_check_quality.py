@@ -105,7 +105,15 @@ def landed(name: str, folder: str = "crm") -> str:
     return f"/landing/{folder}/2026-11-27/{name}"
 
 
-def test_each_ingest_gate_fails_on_its_doctored_file(spark: SparkSession, lake: str, ws: Workspace) -> None:
+# Small checked frames go to GX's pandas engine, larger ones to its Spark engine (cdp.quality.CDP_GX_LOCAL_ROWS):
+# both must report the same outcomes, counts and sample hashes.
+ENGINES = pytest.mark.parametrize("local_rows", ["0", "100000"], ids=["spark", "pandas"])
+
+
+@ENGINES
+def test_each_ingest_gate_fails_on_its_doctored_file(spark: SparkSession, lake: str, ws: Workspace, local_rows: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_GX_LOCAL_ROWS", local_rows)
     # crm_profiles: one doctored file per file-level gate, a staged key the table lacks, a staged row without
     # its key; loyalty_members: files landed without a valid row, and a table smaller than the day before.
     a, b, c, d, e, f = (landed(n) for n in ("a.csv", "b.csv", "c.csv", "d.csv", "e.csv", "f.csv"))
@@ -171,7 +179,10 @@ def write_identity_map(spark: SparkSession, lake: str, rows: list[tuple[str, str
         Lake(lake).path(IDENTITY_MAP))
 
 
-def test_identity_in_two_profiles_fails_with_hashed_samples(spark: SparkSession, lake: str, ws: Workspace) -> None:
+@ENGINES
+def test_identity_in_two_profiles_fails_with_hashed_samples(spark: SparkSession, lake: str, ws: Workspace,
+                                                            local_rows: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_GX_LOCAL_ROWS", local_rows)
     write_identity_map(spark, lake, [("email", "a@x.com", "p1"), ("email", "a@x.com", "p2"), ("crm_id", "C1", "p1")])
     with pytest.raises(DataQualityError) as caught:
         check_quality.run(spark, ws, context(lake), "identities")
