@@ -289,7 +289,7 @@ def test_backfill_again_with_reprocessing_delivers_nothing_twice(daily_runs: dic
     assert "already delivered (sha256" in logs and "not sent again" in logs
 
 
-def test_no_email_or_phone_in_logs_or_metrics_tables(daily_runs: dict[str, Any], spark: SparkSession) -> None:
+def test_no_email_or_phone_in_logs_metrics_tables_or_data_docs(daily_runs: dict[str, Any], spark: SparkSession) -> None:
     contacts = landed_contacts(daily_runs["landing"])
     assert {"Ann@Example.com", "ann@example.com", "+33 6 12 34 56 78", "+33612345678"} <= contacts
     home = daily_runs["airflow_home"]
@@ -306,6 +306,11 @@ def test_no_email_or_phone_in_logs_or_metrics_tables(daily_runs: dict[str, Any],
                   "export_previews", "step_runs", "quarantine_summary", "audience_sizes", "identity_summary"):
         rows = spark.read.format("delta").load(str(daily_runs["lake"] / table)).collect()
         texts[f"table {table}"] = "\n".join(" | ".join(str(v) for v in r) for r in rows)
+    # The quality gates' GX Data Docs (pages, and the results they are built from) hold hashed samples only.
+    docs = sorted(p for p in (daily_runs["lake"] / "quality_docs").rglob("*")
+                  if p.is_file() and p.suffix in (".html", ".json"))
+    assert any(p.name == "index.html" for p in docs), "the gates wrote no Data Docs"
+    texts.update({str(p): p.read_text(encoding="utf-8", errors="replace") for p in docs})
     # E-mails compared case-insensitively (a log could upper-case one); phones as written and in E.164.
     lowered = {where: text.lower() for where, text in texts.items()}
     leaks = sorted((where, contact) for where, text in texts.items() for contact in contacts
