@@ -1,8 +1,8 @@
 """`make bench`: run the benchmarks and write bench/results.md.
 
-    python -m bench [--suites generator,ingest,audiences,identity,export,streaming] [--rows 1000000,10000000]
+    python -m bench [--suites generator,ingest,audiences,identity,export,streaming,daily] [--rows 1000000,10000000]
                     [--profiles 1000000] [--identities 1000000,10000000] [--export-rows 5000000]
-                    [--changes 1000000] [--endpoints http,kafka,kinesis] [--work DIR]
+                    [--changes 1000000] [--endpoints http,kafka,kinesis] [--persons 5000,1000000] [--work DIR]
 
 Numbers are for this machine (2 cores, 24 GB); Spark runs local[2].
 """
@@ -24,7 +24,7 @@ from bench.measure import measure
 from cdp.settings import REPO_ROOT
 
 log = logging.getLogger("bench")
-SUITES = ("generator", "ingest", "audiences", "identity", "export", "streaming")
+SUITES = ("generator", "ingest", "audiences", "identity", "export", "streaming", "daily")
 
 
 def bench_generator(work: Path, persons: int) -> dict[str, float]:
@@ -46,6 +46,19 @@ def bench_session(extra: dict[str, str] | None = None) -> Any:
                        extra={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8", **(extra or {})})
 
 
+def machine() -> str:
+    """This machine in a few words: cores, CPU model, memory."""
+    import psutil
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        model = platform.processor()
+    return f"{os.cpu_count()} cores {model}, {psutil.virtual_memory().total / 2**30:.0f} GiB".replace("  ", " ")
+
+
 def read_sections(text: str) -> dict[str, str]:
     """The ``## suite`` sections of an existing results file, by suite, so a run keeps the others."""
     sections: dict[str, str] = {}
@@ -65,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-rows", default="5000000", help="export sizes, in members of one audience")
     parser.add_argument("--changes", default="1000000", help="streaming suite: profile changes sent to each endpoint")
     parser.add_argument("--endpoints", default="http,kafka,kinesis", help="streaming suite: endpoints on loopback")
+    parser.add_argument("--persons", default="5000,1000000",
+                        help="daily suite: persons of the example workspace, each run for two days through the DAG")
     parser.add_argument("--work", default=str(REPO_ROOT / "data" / "bench"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     suites = args.suites.split(",")
-    results: dict[str, list[dict[str, float]]] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
 
     if "generator" in suites:
         results["generator"] = [bench_generator(work, n) for n in (100_000, 1_000_000)]
@@ -122,9 +137,18 @@ def main(argv: list[str] | None = None) -> int:
             results["streaming"] += bench_streaming(spark, work, n, args.endpoints.split(","))
         log.info("streaming: %s", results["streaming"])
 
+    if "daily" in suites:
+        from bench.daily import bench_daily
+
+        results["daily"] = []
+        for n in (int(x) for x in args.persons.split(",")):
+            results["daily"] += bench_daily(work, n)
+        log.info("daily: %s", results["daily"])
+
     path = REPO_ROOT / "bench" / "results.md"
     sections = read_sections(path.read_text(encoding="utf-8")) if path.exists() else {}
-    stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}"
+    stamp = (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({machine()}), "
+             f"python {platform.python_version()}")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     for suite, table in results.items():
         lines = [f"Measured {stamp} with `python -m bench {' '.join(argv or sys.argv[1:])}`; Spark local[2]; "
