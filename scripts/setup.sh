@@ -4,7 +4,7 @@
 #   2. the virtualenv with the pinned requirements and this project (editable);
 #   3. the Delta jars, resolved once into .jars/ so that later runs start offline;
 #   4. the Airflow metadata database (SQLite) under .airflow/;
-#   5. the test servers of the file destinations: OpenSSH's sshd (Debian) and Azurite (npm, into .cache/npm).
+#   5. the test servers: OpenSSH's sshd (Debian), Azurite (npm, into .cache/npm), PostgreSQL (Debian), Chromium.
 # Each step leaves a stamp in .stamps/ and is skipped while its inputs are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +68,10 @@ fi
 # fake-gcs-server come with the Python requirements.
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
 command -v npm >/dev/null || apt_install nodejs npm
-# The Activation dashboard's browser test (tests/e2e/test_dashboard_browser.py): Debian's Chromium and its driver.
+# The Activation dashboard's browser test (tests/e2e/dashboard_browser.py): Debian's Chromium and its driver.
 command -v chromedriver >/dev/null || apt_install chromium chromium-driver
+# The real-scheduler e2e keeps Airflow's metadata in PostgreSQL (tests/servers/postgres.py starts Debian's server).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_install postgresql
 if [ ! -f .stamps/azurite ] || [ tests/servers/npm/package-lock.json -nt .stamps/azurite ] \
     || [ ! -x .cache/npm/node_modules/.bin/azurite-blob ]; then
   echo "==> Azurite (npm) into .cache/npm"

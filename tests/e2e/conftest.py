@@ -33,6 +33,7 @@ import pytest
 from pyspark.sql import SparkSession
 from scenario import DAYS, write_hand_written
 from servers.airflow_stack import AirflowStack
+from servers.postgres import PostgresServer
 
 DAG = "cdp_daily"
 # The ledgers and metrics a dry run must leave alone, and a re-run must not change for what was delivered.
@@ -67,7 +68,16 @@ class StackInfo:
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(repo_root: Path, spark_connect_server: Any) -> Iterator[StackInfo]:
+def metadata_database() -> Iterator[PostgresServer]:
+    """Airflow's metadata database for the stack: PostgreSQL on loopback (on SQLite, the scheduler and the
+    backfill endpoint of the API server raced for the database lock: a 503 and a crashed scheduler loop)."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(repo_root: Path, spark_connect_server: Any, metadata_database: PostgresServer
+                  ) -> Iterator[StackInfo]:
     # Not under pytest's basetemp: another pytest session of the same user prunes old basetemps.
     base = Path(tempfile.mkdtemp(prefix="cdp-e2e-"))
     workspace, landing = base / "workspace", base / "landing"
@@ -98,7 +108,8 @@ def airflow_stack(repo_root: Path, spark_connect_server: Any) -> Iterator[StackI
         # Issue 14: the whole run logs at DEBUG, and still no e-mail or phone may reach a log.
         "CDP_LOG_LEVEL": "DEBUG",
     }
-    stack = AirflowStack(env, home=str(base / "airflow"), task_log_level="DEBUG").start()
+    stack = AirflowStack(env, home=str(base / "airflow"), task_log_level="DEBUG",
+                         database=metadata_database.sqlalchemy_url).start()
     info = StackInfo(stack, base, base / "lake", landing, base / "exports")
     try:
         yield info

@@ -73,10 +73,13 @@ class AirflowStack:
     :param triggerer: also start the triggerer (deferrable tasks and deadline alerts need it).
     :param parallelism: LocalExecutor's worker slots.
     :param task_log_level: Airflow's ``[logging] logging_level`` (the tasks' log level).
+    :param database: Airflow's ``sql_alchemy_conn`` (default: SQLite in the AIRFLOW_HOME; enough for a run
+        triggered through REST, but the scheduler and the API server's backfill endpoint can race for SQLite's
+        lock, so the e2e gives a PostgreSQL URL: tests/servers/postgres.py).
     """
 
     def __init__(self, env: Mapping[str, str] | None = None, home: str | None = None, triggerer: bool = False,
-                 parallelism: int = 2, task_log_level: str = "INFO") -> None:
+                 parallelism: int = 2, task_log_level: str = "INFO", database: str | None = None) -> None:
         self.port = free_port()
         self._own_home = home is None
         self.home = Path(home or tempfile.mkdtemp(prefix="cdp-airflow-"))
@@ -98,7 +101,7 @@ class AirflowStack:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database or f"sqlite:///{self.home / 'airflow.db'}",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.base_url,
