@@ -316,7 +316,7 @@ def test_rejected_batch_keeps_quarantine_and_stages_nothing(spark: SparkSession,
 def test_main_with_nothing_landed_records_zero_metrics(spark: SparkSession, lake: str, tmp_path: Path,
                                                        repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The jobs get the test session instead of building one (getOrCreate would reconfigure it).
-    monkeypatch.setattr(job, "get_session", lambda app_name: spark)
+    monkeypatch.setattr(job, "get_session", lambda app_name, **_settings: spark)
     args = ["--run-date", "2024-01-05", "--run-id", "manual-1", "--dataset", "email_events",
             "--workspace", str(repo_root / "examples" / "retail"), "--lake", lake,
             "--landing", str(tmp_path / "landing"), "--exports", str(tmp_path / "exports")]
