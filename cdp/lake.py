@@ -66,9 +66,10 @@ BATCH_LEDGER = TableSpec(
                  "record); sha256 is the file's content hash; identities_dropped counts the identity values "
                  "dropped from its valid records (blocked, too long, not of the namespace's pattern)."),
     written_by="validate (ingest updates status)",
-    write_mode="overwrite of the (dataset, batch_date) slice (replaceWhere); ingest: UPDATE of status",
+    write_mode="overwrite of the (dataset, batch_date) slice; ingest: UPDATE of status",
     keys=["dataset", "batch_date", "source_file"],
     partition_by=["dataset"],
+    small=True,
     schema=T.StructType([
         T.StructField("dataset", T.StringType(), False),
         T.StructField("batch_date", T.DateType(), False),

@@ -152,7 +152,7 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
         dedupe = transform_latest_per_key if schema.class_ == "profile" else transform_first_per_key
         merge_batch(spark, table_path, dedupe(staged, key), key, schema.class_)
         metrics["rows_inserted"], metrics["rows_updated"], _ = last_merge_counts(spark, table_path)
-    metrics["files_ingested"] = mark_ingested(spark, ctx.lake, dataset, ctx.run_date)
+    metrics["files_ingested"] = mark_ingested(ctx.lake, dataset, ctx.run_date)
     if table_exists(spark, table_path):
         metrics["rows_total"] = read_table(spark, table_path).count()
     log.info("dataset %s, %s: %d staged, %d inserted, %d updated, %d in table", dataset, ctx.run_date,

@@ -106,8 +106,8 @@ def run(spark: SparkSession, ws: Workspace, ctx: RunContext, dataset: str) -> di
 
         ledger = ledger_rows(files, counts, unreadable, dataset, run_date, ctx.run_id, rejected, hashes)
         # add_new_columns: a ledger written before the sha256 column existed gains it.
-        replace_slice(spark.createDataFrame(ledger, BATCH_LEDGER.schema), lake.path(BATCH_LEDGER),
-                      slice_predicate, BATCH_LEDGER.partition_by, add_new_columns=True)
+        small_tables.replace_rows(lake.path(BATCH_LEDGER), BATCH_LEDGER, ledger,
+                                  {"dataset": dataset, "batch_date": run_date}, add_new_columns=True)
 
         # A rejected batch leaves an empty staging slice, so ingest cannot load it (nor an older attempt).
         staged = (spark.createDataFrame([], dataset_struct(schema)) if rejected

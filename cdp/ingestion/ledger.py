@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from cdp.delta_io import read_table, retry_on_conflict, sql_string, table_exists, update_table
+from cdp import small_tables
+from cdp.delta_io import read_table, table_exists
 from cdp.ingestion.layout import UnreadableFile
 from cdp.ingestion.reasons import (
     DUPLICATE_FILE,
@@ -22,7 +23,7 @@ from cdp.ingestion.reasons import (
     STATUS_STAGED,
     STATUS_UNREADABLE,
 )
-from cdp.lake import BATCH_LEDGER, Lake, date_literal
+from cdp.lake import BATCH_LEDGER, Lake
 
 log = logging.getLogger(__name__)
 
@@ -142,23 +143,12 @@ def ledger_rows(files: Sequence[str], counts: dict[str, FileCounts], unreadable:
 
 
 
-def mark_ingested(spark: SparkSession, lake: Lake, dataset: str, run_date: dt.date) -> int:
+def mark_ingested(lake: Lake, dataset: str, run_date: dt.date) -> int:
     """Mark the run date's staged files of ``dataset`` as ingested (their records are in the dataset table).
 
     Called by ingest after its MERGE: only then may a re-delivery of the same content be refused as a
     duplicate. Returns how many files were marked.
     """
-    path = lake.path(BATCH_LEDGER)
-    if not table_exists(spark, path):
-        return 0
-    condition = (f"dataset = '{dataset}' AND batch_date = {date_literal(run_date)} "
-                 f"AND status = '{STATUS_STAGED}'")
-    marked = read_table(spark, path).where(condition).count()
-    if marked:
-        _update_status(spark, path, condition)
-    return marked
-
-
-@retry_on_conflict
-def _update_status(spark: SparkSession, path: str, condition: str) -> None:
-    update_table(spark, path, condition, {"status": sql_string(STATUS_INGESTED)})
+    return small_tables.update_rows(lake.path(BATCH_LEDGER),
+                                    {"dataset": dataset, "batch_date": run_date, "status": STATUS_STAGED},
+                                    {"status": STATUS_INGESTED})

@@ -232,17 +232,18 @@ def test_a_step_killed_between_commits_blocks_the_next_one_until_it_is_re_run(
 
     calls: list[str] = []
 
-    def dies_after_the_quarantine(df: object, path: str, *rest: object, **kw: object) -> None:
+    def dies_before_staging(df: object, path: str, *rest: object, **kw: object) -> None:
         calls.append(path)
-        if path.endswith("/batch_ledger"):
+        if path.endswith("/staging/web_events"):
             raise Killed
         replace_slice(df, path, *rest, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(validate, "replace_slice", dies_after_the_quarantine)
+    monkeypatch.setattr(validate, "replace_slice", dies_before_staging)
     with pytest.raises(Killed):
         validate.main(args)
-    # The Spark writes of validate, in order (the quarantine summary between them is a delta-rs commit).
-    assert [Path(p).name for p in calls] == ["quarantine", "batch_ledger"]
+    # The Spark writes of validate, in order: killed after the quarantine (and the delta-rs commits of its summary
+    # and the batch ledger), before the staging slice.
+    assert [str(Path(p).relative_to(lake)) for p in calls] == ["quarantine", "staging/web_events"]
     assert rows(spark, lake, "step_runs", "step", "scope", "status") == [("validate", "web_events", "started")]
 
     with caplog.at_level("ERROR"), pytest.raises(SystemExit) as refused:
